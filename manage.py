@@ -1,0 +1,115 @@
+#!/usr/bin/env python3
+"""The project's command line: setup, test, run, db.
+
+Runs with the system python3: it makes the virtual environment (.venv) from
+the pinned requirements when missing or stale, then runs itself inside it.
+"""
+import argparse
+import hashlib
+import os
+import subprocess
+import sys
+import venv
+
+ROOT = os.path.dirname(os.path.abspath(__file__))
+VENV = os.path.join(ROOT, '.venv')
+VENV_PYTHON = os.path.join(VENV, 'bin', 'python')
+REQUIREMENTS = ['requirements.txt', 'requirements-dev.txt']
+STAMP = os.path.join(VENV, '.requirements.sha256')
+
+SERVICE_DB = 'postgresql://ds:dsps@127.0.0.1:5432/ds'
+TEST_DBS = ('postgresql://ds:dsps@127.0.0.1:5432/ds_test',
+            'postgresql://ds:dsps@127.0.0.1:5432/ds2_test')
+ADMIN_DB = 'postgresql://postgres@127.0.0.1:5432/postgres'
+
+
+def _requirements_digest():
+    digest = hashlib.sha256()
+    for name in REQUIREMENTS:
+        with open(os.path.join(ROOT, name), 'rb') as f:
+            digest.update(f.read())
+    return digest.hexdigest()
+
+
+def ensure_venv():
+    """Create .venv and install the pinned requirements unless already done."""
+    wanted = _requirements_digest()
+    if os.path.exists(STAMP) and open(STAMP).read() == wanted:
+        return
+    if not os.path.exists(VENV_PYTHON):
+        print('creating the virtual environment in .venv', flush=True)
+        venv.create(VENV, with_pip=True)
+    pip = [VENV_PYTHON, '-m', 'pip', 'install', '--quiet', '--disable-pip-version-check']
+    for name in REQUIREMENTS:
+        pip += ['-r', os.path.join(ROOT, name)]
+    print('installing the pinned requirements', flush=True)
+    subprocess.run(pip, check=True)
+    with open(STAMP, 'w') as f:
+        f.write(wanted)
+
+
+def in_venv():
+    return os.path.realpath(sys.prefix) == os.path.realpath(VENV)
+
+
+def cmd_setup(args):
+    """Install the requirements and create the roles and databases."""
+    from pg.provision import ensure_databases
+    urls = [os.environ.get('SQLALCHEMY_DEFAULT', SERVICE_DB), *TEST_DBS]
+    created = ensure_databases(os.environ.get('PG_ADMIN_URL', ADMIN_DB), urls)
+    print('databases ready' + (f' (created {", ".join(created)})' if created else ''))
+
+
+def cmd_test(args):
+    """Run the test suite (or the tests under --q) with pytest."""
+    cmd_setup(args)
+    pytest_args = ['-q', args.q or 'tests', *args.pytest_args]
+    os.chdir(ROOT)
+    return subprocess.call([sys.executable, '-m', 'pytest', *pytest_args])
+
+
+def _service_app():
+    os.environ.setdefault('SQLALCHEMY_DEFAULT', SERVICE_DB)
+    os.environ.setdefault('FLASK_CONFIG_PREFIXES', 'FLASK,SQLALCHEMY')
+    from app import get_or_create_app
+    from pg import init_db
+    import tasks.music, tasks.users  # noqa: F401  (register the models)
+    app = get_or_create_app('manage')
+    return app, init_db(app)
+
+
+def cmd_db(args):
+    """Create (sync) or empty (clean) the tables of the service database."""
+    cmd_setup(args)
+    app, db = _service_app()
+    with app.app_context():
+        getattr(db, f'{args.action}db')()
+    print(f'db {args.action}: done')
+
+
+def parser():
+    p = argparse.ArgumentParser(prog='manage.py', description=__doc__)
+    sub = p.add_subparsers(dest='command', required=True)
+    s = sub.add_parser('setup', help=cmd_setup.__doc__)
+    s.set_defaults(func=cmd_setup)
+    t = sub.add_parser('test', help=cmd_test.__doc__)
+    t.add_argument('--q', metavar='PATH', help='a test file, folder or node id (default: tests)')
+    t.add_argument('pytest_args', nargs=argparse.REMAINDER, help='passed on to pytest')
+    t.set_defaults(func=cmd_test)
+    d = sub.add_parser('db', help=cmd_db.__doc__)
+    d.add_argument('action', choices=['sync', 'clean'])
+    d.set_defaults(func=cmd_db)
+    return p
+
+
+def main(argv):
+    args = parser().parse_args(argv)
+    if not in_venv():
+        ensure_venv()
+        os.execv(VENV_PYTHON, [VENV_PYTHON, os.path.abspath(__file__), *argv])
+    sys.path.insert(0, ROOT)
+    return args.func(args) or 0
+
+
+if __name__ == '__main__':
+    sys.exit(main(sys.argv[1:]))

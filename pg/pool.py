@@ -1,0 +1,128 @@
+"""Connections to the configured databases and their app-context sessions.
+
+One `Connection` per `SQLALCHEMY_<NAME>` config key whose value is a database
+URL; `SQLALCHEMY_DEFAULT` is the connection named `default`. Engines are
+shared per process and URL; sessions live in the app context (`flask.g`) and
+are closed when it ends.
+"""
+import os
+import threading
+
+from flask import g, has_app_context
+from sqlalchemy import create_engine
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session
+
+from pg.exceptions import ConfigError, PgError, translate
+
+PREFIX = 'SQLALCHEMY_'
+DEFAULT = 'default'
+
+_engines = {}
+_engines_lock = threading.Lock()
+
+
+def _forget_engines_in_child():
+    # A forked worker must not share its parent's sockets: drop them unclosed.
+    for engine in _engines.values():
+        engine.dispose(close=False)
+
+
+os.register_at_fork(after_in_child=_forget_engines_in_child)
+
+
+def shared_engine(url, pool_size=5, max_overflow=5, pool_pre_ping=True):
+    """Return this process's engine for `url`, creating it once."""
+    key = (str(url), pool_size, max_overflow, pool_pre_ping)
+    with _engines_lock:
+        engine = _engines.get(key)
+        if engine is None:
+            engine = create_engine(url, pool_size=pool_size, max_overflow=max_overflow,
+                                   pool_pre_ping=pool_pre_ping)
+            _engines[key] = engine
+        return engine
+
+
+def database_urls(config):
+    """Map connection name -> URL for every SQLALCHEMY_<NAME> key holding a URL."""
+    urls = {}
+    for key, value in config.items():
+        if key.startswith(PREFIX) and isinstance(value, str) and '://' in value:
+            try:
+                urls[key[len(PREFIX):].lower()] = make_url(value)
+            except Exception:
+                raise ConfigError(f'{key} is not a valid database URL') from None
+    if DEFAULT not in urls:
+        raise ConfigError('SQLALCHEMY_DEFAULT is not set: give the default database URL')
+    return urls
+
+
+class Connection:
+    """One configured database: its engine and the session of the current app context."""
+
+    def __init__(self, name, engine):
+        self.name = name
+        self.engine = engine
+
+    @property
+    def session(self):
+        """The session of the current app context, opened on first use."""
+        if not has_app_context():
+            raise PgError('database sessions need an app context (with app.app_context(): ...)')
+        sessions = g.setdefault('_pg_sessions', {})
+        session = sessions.get(self.name)
+        if session is None:
+            session = sessions[self.name] = Session(self.engine)
+        return session
+
+    def __repr__(self):
+        return f'<Connection {self.name} {self.engine.url.render_as_string(hide_password=True)}>'
+
+
+class Pool:
+    """The connections by name, and transaction control over their open sessions."""
+
+    def __init__(self, connections):
+        self.connections = connections
+
+    def connection(self, name=DEFAULT):
+        try:
+            return self.connections[name]
+        except KeyError:
+            raise ConfigError(f'no database named {name!r}: set SQLALCHEMY_{name.upper()}') from None
+
+    def _open_sessions(self, name):
+        if not has_app_context():
+            return []
+        sessions = g.get('_pg_sessions', {})
+        if name is not None:
+            return [sessions[name]] if name in sessions else []
+        return list(sessions.values())
+
+    def commit(self, connection_name=None):
+        """Commit the open transaction of one connection, or of all of them
+        (one after the other: not atomic across databases)."""
+        with translate():
+            for session in self._open_sessions(connection_name):
+                session.commit()
+
+    def rollback(self, connection_name=None):
+        """Roll back the open transaction of one connection, or of all of them."""
+        with translate():
+            for session in self._open_sessions(connection_name):
+                session.rollback()
+
+    def close(self, connection_name=None):
+        """Roll back and close the session of one connection, or of all of them,
+        giving their database connections back to the engine's pool."""
+        if not has_app_context():
+            return
+        sessions = g.get('_pg_sessions', {})
+        for name in [connection_name] if connection_name else list(sessions):
+            session = sessions.pop(name, None)
+            if session is not None:
+                session.close()
+
+    def remove(self, _exc=None):
+        """Close every session of the ending app context (a teardown hook)."""
+        self.close()

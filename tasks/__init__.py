@@ -1,0 +1,1 @@
+"""The domains of the service, one module each: models, and later their job kinds."""

@@ -1,0 +1,46 @@
+"""Shared fixtures: an app on the test databases, and a clean schema per test.
+
+The databases come from TEST_DATABASE_URL and TEST_DATABASE2_URL (defaults:
+the local ds_test and ds2_test that `manage.py setup` creates).
+"""
+import os
+from unittest.mock import patch
+
+import pytest
+
+DATABASE_URL = os.environ.get('TEST_DATABASE_URL', 'postgresql://ds:dsps@127.0.0.1:5432/ds_test')
+DATABASE2_URL = os.environ.get('TEST_DATABASE2_URL', 'postgresql://ds:dsps@127.0.0.1:5432/ds2_test')
+
+# The seed's examples define their own models: they run in a pytest of their own.
+collect_ignore = ['seed_examples']
+
+
+@pytest.fixture
+def env():
+    """The environment of a service on both test databases."""
+    values = {
+        'FLASK_CONFIG_PREFIXES': 'SQLALCHEMY',
+        'SQLALCHEMY_DEFAULT': DATABASE_URL,
+        'SQLALCHEMY_DB2': DATABASE2_URL,
+    }
+    with patch.dict(os.environ, values):
+        yield values
+
+
+@pytest.fixture
+def app(env):
+    from app import get_or_create_app
+    import tasks.music, tasks.users  # noqa: F401  (the models)
+    return get_or_create_app('tests')
+
+
+@pytest.fixture
+def db(app):
+    """A Database with every table created and empty, inside an app context."""
+    from pg import init_db
+    with app.app_context():
+        database = init_db(app)
+        database.syncdb()
+        database.cleandb()
+        yield database
+        database.pool.close()
