@@ -92,9 +92,9 @@ def parser():
     sub = p.add_subparsers(dest='command', required=True)
     s = sub.add_parser('setup', help=cmd_setup.__doc__)
     s.set_defaults(func=cmd_setup)
-    t = sub.add_parser('test', help=cmd_test.__doc__)
+    t = sub.add_parser('test', help=cmd_test.__doc__,
+                       epilog='Other arguments are passed on to pytest.')
     t.add_argument('--q', metavar='PATH', help='a test file, folder or node id (default: tests)')
-    t.add_argument('pytest_args', nargs=argparse.REMAINDER, help='passed on to pytest')
     t.set_defaults(func=cmd_test)
     d = sub.add_parser('db', help=cmd_db.__doc__)
     d.add_argument('action', choices=['sync', 'clean'])
@@ -102,8 +102,18 @@ def parser():
     return p
 
 
+def parse(argv):
+    """Parse the command line; only `test` takes unknown arguments (for pytest)."""
+    p = parser()
+    args, extra = p.parse_known_args(argv)
+    if extra and args.command != 'test':
+        p.error(f'unrecognized arguments: {" ".join(extra)}')
+    args.pytest_args = extra
+    return args
+
+
 def main(argv):
-    args = parser().parse_args(argv)
+    args = parse(argv)
     if not in_venv():
         ensure_venv()
         os.execv(VENV_PYTHON, [VENV_PYTHON, os.path.abspath(__file__), *argv])

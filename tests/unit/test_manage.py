@@ -1,0 +1,21 @@
+import os
+import subprocess
+import sys
+
+import manage
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def test_seed_test_command_forms_parse():
+    args = manage.parse(['test', '--q', 'tests/unit/test_settings.py::x', '-x'])
+    assert args.q == 'tests/unit/test_settings.py::x' and args.pytest_args == ['-x']
+    assert manage.parse(['test']).q is None
+
+
+def test_manage_test_runs_one_test():
+    node = 'tests/unit/test_settings.py::test_every_setting_is_documented'
+    result = subprocess.run([sys.executable, 'manage.py', 'test', '--q', node],
+                            cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert '1 passed' in result.stdout
