@@ -22,15 +22,36 @@ class Setting(NamedTuple):
 
 SETTINGS = {
     'FLASK_CONFIG_PREFIXES': Setting(
-        'FLASK', str, 'Comma-separated prefixes of the environment variables loaded into app.config.'),
+        'FLASK,SQLALCHEMY,CELERY', str,
+        'Comma-separated prefixes of the environment variables loaded into app.config.'),
     'FLASK_MAX_CONTENT_LENGTH': Setting(
         1 << 20, int, 'Largest request body accepted, in bytes (larger: 413).'),
+    'FLASK_API_TOKENS': Setting(
+        '', str, 'Comma-separated bearer tokens; when set, every request but /health needs one.'),
+    'FLASK_BATCH_LIMIT': Setting(
+        1000, int, 'Most jobs one POST /jobs/<kind>/batch may carry.'),
     'SQLALCHEMY_POOL_SIZE': Setting(
         5, int, 'Database connections each process keeps open per database.'),
     'SQLALCHEMY_MAX_OVERFLOW': Setting(
         5, int, 'Extra connections a process may open under load, per database.'),
     'SQLALCHEMY_POOL_PRE_PING': Setting(
         True, _bool, 'Test a pooled connection before use, so a database restart costs no request.'),
+    'SQLALCHEMY_LOCK_TIMEOUT_MS': Setting(
+        5000, int, 'Longest wait for a row lock before the statement fails (55P03, retried).'),
+    'CELERY_BROKER_URL': Setting(
+        'redis://127.0.0.1:6379/0', str, 'The Redis broker that carries the job messages.'),
+    'CELERY_VISIBILITY_TIMEOUT': Setting(
+        300, int, 'Seconds before Redis redelivers a message fetched but not acked.'),
+    'CELERY_PREFETCH_MULTIPLIER': Setting(
+        8, int, 'Messages each worker process reserves ahead; jobs are short.'),
+    'CELERY_PUBLISH_TIMEOUT': Setting(
+        2.0, float, 'Seconds the web waits for Redis before answering 503.'),
+    'WORKER_MAX_ATTEMPTS': Setting(
+        5, int, 'Tries of a job that meets transient errors before it is failed.'),
+    'WORKER_RETRY_BASE_SECONDS': Setting(
+        0.5, float, 'First retry delay; it doubles each attempt, with full jitter.'),
+    'WORKER_RETRY_MAX_SECONDS': Setting(
+        30.0, float, 'Cap of the retry delay (below CELERY_VISIBILITY_TIMEOUT).'),
 }
 
 
@@ -43,14 +64,15 @@ def prefixes(environ):
 
 def load(environ=None, overrides=None):
     """Return the configuration: every prefixed environment variable under
-    its full name, then every known setting parsed to its type."""
+    its full name, then every known setting (read from the environment
+    whatever the prefixes) parsed to its type."""
     environ = os.environ if environ is None else environ
     overrides = dict(overrides or {})
     wanted = tuple(p + '_' for p in prefixes(environ))
     config = {k: v for k, v in environ.items() if k.startswith(wanted)}
     config.update(overrides)
     for name, setting in SETTINGS.items():
-        raw = config.get(name, setting.default)
+        raw = config.get(name, environ.get(name, setting.default))
         try:
             config[name] = setting.parse(raw)
         except (TypeError, ValueError) as error:

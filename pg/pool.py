@@ -18,6 +18,8 @@ from pg.exceptions import ConfigError, PgError, translate
 PREFIX = 'SQLALCHEMY_'
 DEFAULT = 'default'
 
+CONNECT_TIMEOUT_SECONDS = 5
+
 _engines = {}
 _engines_lock = threading.Lock()
 
@@ -31,14 +33,17 @@ def _forget_engines_in_child():
 os.register_at_fork(after_in_child=_forget_engines_in_child)
 
 
-def shared_engine(url, pool_size=5, max_overflow=5, pool_pre_ping=True):
+def shared_engine(url, pool_size=5, max_overflow=5, pool_pre_ping=True, lock_timeout_ms=None):
     """Return this process's engine for `url`, creating it once."""
-    key = (str(url), pool_size, max_overflow, pool_pre_ping)
+    key = (str(url), pool_size, max_overflow, pool_pre_ping, lock_timeout_ms)
     with _engines_lock:
         engine = _engines.get(key)
         if engine is None:
+            connect_args = {'connect_timeout': CONNECT_TIMEOUT_SECONDS}
+            if lock_timeout_ms is not None:
+                connect_args['options'] = f'-c lock_timeout={int(lock_timeout_ms)}'
             engine = create_engine(url, pool_size=pool_size, max_overflow=max_overflow,
-                                   pool_pre_ping=pool_pre_ping)
+                                   pool_pre_ping=pool_pre_ping, connect_args=connect_args)
             _engines[key] = engine
         return engine
 

@@ -1,1 +1,20 @@
-"""The domains of the service, one module each: models, and later their job kinds."""
+"""The domains of the service, one module each: its models and its job kinds.
+
+A new kind is one module here: `load_all()` imports every module of the
+package, and the web front, /kinds and the worker take their kinds from the
+registry it fills.
+"""
+import importlib
+import pkgutil
+
+from tasks.kinds import REGISTRY, JobFailed, Kind, kind
+
+
+def load_all():
+    """Import every module of this package; return the kinds by name."""
+    for module in pkgutil.iter_modules(__path__):
+        importlib.import_module(f'{__name__}.{module.name}')
+    return REGISTRY
+
+
+__all__ = ['REGISTRY', 'JobFailed', 'Kind', 'kind', 'load_all']

@@ -2,7 +2,9 @@
 from sqlalchemy import Column, ForeignKey, Integer, String
 from sqlalchemy.orm import relationship
 
+from pg.exceptions import NotFoundError
 from pg.orm import BaseModel
+from tasks.kinds import JobFailed, kind
 
 
 class Genre(BaseModel):
@@ -24,3 +26,64 @@ class Album(BaseModel):
     name = Column(String(256))
     description = Column(String(256))
     artist_id = Column(Integer, ForeignKey('artist.id'))
+
+
+def _text(max_length):
+    return {'type': 'string', 'minLength': 1, 'maxLength': max_length}
+
+
+def _id():
+    return {'type': 'integer', 'minimum': 1, 'maximum': 2**31 - 1}
+
+
+@kind('genre.create', schema={
+    'type': 'object',
+    'properties': {'name': _text(256), 'description': _text(256)},
+    'required': ['name', 'description'],
+    'additionalProperties': False,
+})
+def create_genre(payload):
+    """Insert a genre."""
+    return {'id': Genre(**payload).add().id}
+
+
+@kind('genre.update', schema={
+    'type': 'object',
+    'properties': {'id': _id(), 'name': _text(256), 'description': _text(256)},
+    'required': ['id'],
+    'anyOf': [{'required': ['name']}, {'required': ['description']}],
+    'additionalProperties': False,
+})
+def update_genre(payload):
+    """Change the name and/or description of a genre."""
+    genre_id = payload.pop('id')
+    try:
+        genre = Genre.objects.get(id=genre_id)
+    except NotFoundError:
+        raise JobFailed(f'genre {genre_id} does not exist') from None
+    for field, value in payload.items():
+        setattr(genre, field, value)
+    genre.update()
+    return {'id': genre.id}
+
+
+@kind('artist.create', schema={
+    'type': 'object',
+    'properties': {'name': _text(256), 'description': _text(256), 'genre_id': _id()},
+    'required': ['name', 'description', 'genre_id'],
+    'additionalProperties': False,
+})
+def create_artist(payload):
+    """Insert an artist of an existing genre."""
+    return {'id': Artist(**payload).add().id}
+
+
+@kind('album.create', schema={
+    'type': 'object',
+    'properties': {'name': _text(256), 'description': _text(256), 'artist_id': _id()},
+    'required': ['name', 'description', 'artist_id'],
+    'additionalProperties': False,
+})
+def create_album(payload):
+    """Insert an album of an existing artist."""
+    return {'id': Album(**payload).add().id}

@@ -1,8 +1,12 @@
 """User accounts and their credit."""
+from decimal import Decimal
+
 from sqlalchemy import Boolean, Column, Numeric, String
 
+from pg.exceptions import NotFoundError
 from pg.orm import BaseModel
-from pg.types import Password
+from pg.types import Password, PasswordHash
+from tasks.kinds import JobFailed, kind
 
 
 class User(BaseModel):
@@ -33,3 +37,54 @@ class AuthenticationError(Exception):
 
     def __init__(self, message=None):
         super().__init__(message or self.__doc__)
+
+
+class InsufficientCredit(JobFailed):
+    """The credit would go below zero."""
+
+
+def hash_password(payload):
+    """Keep only the password's hash in the job ledger, never the clear text.
+
+    Raises pg.types.PasswordTooLongError (a ValueError) past 72 bytes."""
+    return {**payload, 'password': PasswordHash.from_clear(payload['password']).hash}
+
+
+@kind('user.create', prepare=hash_password, schema={
+    'type': 'object',
+    'properties': {
+        'username': {'type': 'string', 'minLength': 1, 'maxLength': 64},
+        'email': {'type': 'string', 'format': 'email', 'maxLength': 64},
+        'password': {'type': 'string', 'minLength': 8},
+    },
+    'required': ['username', 'email', 'password'],
+    'additionalProperties': False,
+})
+def create_user(payload):
+    """Insert a user (the ledger holds the password already hashed)."""
+    user = User(username=payload['username'], email=payload['email'],
+                password=PasswordHash(payload['password']), credit_score=0)
+    return {'id': user.add().id}
+
+
+@kind('user.credit', schema={
+    'type': 'object',
+    'properties': {
+        'user_id': {'type': 'integer', 'minimum': 1, 'maximum': 2**31 - 1},
+        'amount': {'type': 'number', 'minimum': -1e15, 'maximum': 1e15},
+    },
+    'required': ['user_id', 'amount'],
+    'additionalProperties': False,
+})
+def credit_user(payload):
+    """Add `amount` (negative: a debit) to a user's credit, row-locked; never below 0."""
+    try:
+        user = User.objects.get_for_update(id=payload['user_id'], nowait=False)
+    except NotFoundError:
+        raise JobFailed(f'user {payload["user_id"]} does not exist') from None
+    credit = (user.credit_score or Decimal(0)) + Decimal(str(payload['amount']))
+    if credit < 0:
+        raise InsufficientCredit(f'credit of user {user.id} would go below 0')
+    user.credit_score = credit
+    user.update()
+    return {'id': user.id, 'credit_score': int(credit) if credit == credit.to_integral() else float(credit)}

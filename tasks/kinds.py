@@ -1,0 +1,56 @@
+"""The registry of job kinds: a name, the JSON Schema of its payload, and the
+handler that applies it. A domain module declares its kinds with `@kind`."""
+from dataclasses import dataclass, field
+from typing import Callable
+
+from jsonschema import Draft202012Validator
+
+
+class JobFailed(Exception):
+    """The job cannot succeed: it fails at once, without retries."""
+
+    def __init__(self, message=None):
+        super().__init__(message or self.__doc__)
+
+
+@dataclass(frozen=True)
+class Kind:
+    name: str
+    schema: dict
+    handler: Callable
+    prepare: Callable = None
+    description: str = ''
+    validator: Draft202012Validator = field(repr=False, default=None)
+
+    def stored_payload(self, payload):
+        """The payload as the ledger keeps it (`prepare` may hash secrets)."""
+        return self.prepare(payload) if self.prepare else payload
+
+
+REGISTRY = {}
+
+
+def kind(name, schema, prepare=None):
+    """Register the decorated function as the handler of job kind `name`.
+
+    `prepare`, if given, turns a valid payload into the form the ledger keeps
+    (run by the web front before recording; a ValueError from it is a 400).
+
+    The handler takes the validated payload (a dict), runs inside the job's
+    transaction, and returns the job's JSON result; it raises JobFailed (or
+    a permanent pg error) to fail the job.
+    """
+    Draft202012Validator.check_schema(schema)
+    if schema.get('additionalProperties') is not False:
+        raise ValueError(f'kind {name}: the schema must refuse unknown fields')
+
+    def register(handler):
+        if name in REGISTRY and REGISTRY[name].handler is not handler:
+            raise ValueError(f'kind {name} is registered twice')
+        REGISTRY[name] = Kind(
+            name=name, schema=schema, handler=handler, prepare=prepare,
+            description=(handler.__doc__ or '').strip().split('\n')[0],
+            validator=Draft202012Validator(schema,
+                                           format_checker=Draft202012Validator.FORMAT_CHECKER))
+        return handler
+    return register

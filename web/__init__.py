@@ -1,0 +1,22 @@
+"""The HTTP front: `create_app()` builds the whole service app (config,
+database, Celery, blueprints); gunicorn serves `web:create_app()`."""
+from app import get_or_create_app
+from pg import init_db
+from web.auth import init_auth
+from web.errors import init_errors
+from worker import init_celery
+
+
+def create_app(config=None):
+    """The service's Flask app; `config` overrides settings (tests).
+
+    Raises pg.exceptions.ConfigError when SQLALCHEMY_DEFAULT is missing."""
+    from web import jobs, system
+    app = get_or_create_app('web', config=config)
+    init_db(app)
+    init_celery(app)
+    init_errors(app)
+    init_auth(app)
+    app.register_blueprint(jobs.bp)
+    app.register_blueprint(system.bp)
+    return app

@@ -1,0 +1,195 @@
+"""The jobs API: accept, record and enqueue jobs; read them back."""
+import json
+
+from flask import Blueprint, current_app, request, url_for
+
+from tasks import REGISTRY
+from tasks.ledger import FAILED, QUEUED, STATUSES, Job
+from web.errors import ApiError
+from worker import publish
+
+bp = Blueprint('jobs', __name__)
+
+MAX_REPORTED_ERRORS = 20
+MAX_JOB_ID = 2**63 - 1
+MAX_MESSAGE = 300
+
+
+def _kind(name):
+    kind = REGISTRY.get(name)
+    if kind is None:
+        raise ApiError(404, f'unknown job kind {name[:64]!r}: GET /kinds lists them')
+    return kind
+
+
+def _refuse_constant(name):
+    raise ValueError(f'{name} is not valid JSON')
+
+
+def json_body():
+    """The request's JSON document. 415 unless sent as JSON, 413 past
+    FLASK_MAX_CONTENT_LENGTH, 400 unless it parses."""
+    if not request.is_json:
+        raise ApiError(415, 'send the body as application/json')
+    raw = request.get_data(cache=False)
+    try:
+        return json.loads(raw, parse_constant=_refuse_constant)
+    except RecursionError:
+        raise ApiError(400, 'the body is nested too deeply') from None
+    except ValueError as error:  # includes invalid UTF-8
+        raise ApiError(400, f'the body is not valid JSON: {str(error)[:MAX_MESSAGE]}') from None
+
+
+def _pointer(prefix, path):
+    parts = [*prefix, *path]
+    return '/' + '/'.join(str(p).replace('~', '~0').replace('/', '~1') for p in parts)
+
+
+def _entries(error, prefix):
+    """Report/pointer pairs for one violation; a missing or unknown field is
+    pointed at by name rather than at the object that holds it."""
+    path = [*prefix, *error.absolute_path]
+    instance = error.instance if isinstance(error.instance, dict) else None
+    if instance is not None and error.validator == 'required':
+        return [(_pointer(path, [name]), 'is required')
+                for name in error.validator_value if name not in instance]
+    if instance is not None and error.validator == 'additionalProperties':
+        known = set(error.schema.get('properties', {}))
+        return [(_pointer(path, [name]), 'is not an allowed field')
+                for name in instance if name not in known]
+    return [(_pointer(path, []), error.message[:MAX_MESSAGE])]
+
+
+def validation_errors(kind, payload, prefix=()):
+    """The schema violations of a payload (at most 20), each with its JSON pointer."""
+    errors = {}
+    for error in kind.validator.iter_errors(payload):
+        for path, message in _entries(error, prefix):
+            errors.setdefault(path, message)
+        if len(errors) >= MAX_REPORTED_ERRORS:
+            break
+    return [{'path': path, 'message': message} for path, message in sorted(errors.items())]
+
+
+def _summary(errors):
+    return f'{errors[0]["path"]} {errors[0]["message"]}'
+
+
+def _stored(kind, payload, prefix=()):
+    try:
+        return kind.stored_payload(payload)
+    except ValueError as error:
+        raise ApiError(400, str(error)[:MAX_MESSAGE],
+                       errors=[{'path': _pointer(prefix, ()), 'message': str(error)[:MAX_MESSAGE]}])
+
+
+def _enqueue(kind, payloads):
+    """Record the jobs (committed), then publish them. If the broker is down,
+    take the jobs back and answer 503: nothing is left half-accepted."""
+    db = current_app.extensions['pg']
+    jobs = [Job(kind=kind.name, payload=p, status=QUEUED) for p in payloads]
+    Job.objects.add_all(jobs)
+    db.pool.commit()
+    ids = [job.id for job in jobs]
+    try:
+        publish(current_app.extensions['celery'], ids, kind.name)
+    except Exception:
+        _withdraw(db, ids)
+        raise
+    return ids
+
+
+def _withdraw(db, ids):
+    db.pool.rollback()
+    Job.objects.raw_sql('DELETE FROM jobs WHERE id = ANY(:ids) AND status = :queued',
+                        ids=ids, queued=QUEUED)
+    db.pool.commit()
+
+
+def _accepted(job_id, kind_name):
+    status_url = url_for('jobs.get_job', job_id=job_id)
+    body = {'id': job_id, 'kind': kind_name, 'status': QUEUED, 'status_url': status_url}
+    return body, 202, {'Location': status_url}
+
+
+@bp.post('/jobs/<kind_name>')
+def create_job(kind_name):
+    kind = _kind(kind_name)
+    payload = json_body()
+    errors = validation_errors(kind, payload)
+    if errors:
+        raise ApiError(400, f'invalid {kind.name} payload: {_summary(errors)}', errors=errors)
+    [job_id] = _enqueue(kind, [_stored(kind, payload)])
+    return _accepted(job_id, kind.name)
+
+
+@bp.post('/jobs/<kind_name>/batch')
+def create_batch(kind_name):
+    kind = _kind(kind_name)
+    payloads = json_body()
+    limit = current_app.config['FLASK_BATCH_LIMIT']
+    if not isinstance(payloads, list) or not payloads:
+        raise ApiError(400, 'a batch is a non-empty JSON array of payloads')
+    if len(payloads) > limit:
+        raise ApiError(400, f'a batch holds at most {limit} jobs')
+    for index, payload in enumerate(payloads):
+        errors = validation_errors(kind, payload, prefix=(index,))
+        if errors:
+            raise ApiError(400, f'item {index} is not a valid {kind.name} payload: '
+                                f'{_summary(errors)}', errors=errors)
+    stored = [_stored(kind, p, prefix=(i,)) for i, p in enumerate(payloads)]
+    return {'ids': _enqueue(kind, stored)}, 202
+
+
+def _job(job_id):
+    job = Job.objects.filter_by(id=job_id).first() if job_id <= MAX_JOB_ID else None
+    if job is None:
+        raise ApiError(404, f'no job {job_id}')
+    return job
+
+
+@bp.get('/jobs/<int:job_id>')
+def get_job(job_id):
+    return _job(job_id).public()
+
+
+@bp.get('/jobs')
+def list_jobs():
+    """Jobs newest first, filtered by ?status= and ?kind=, at most ?limit= (50)."""
+    filters = {}
+    status = request.args.get('status')
+    if status is not None:
+        if status not in STATUSES:
+            raise ApiError(400, f'status is one of {", ".join(STATUSES)}')
+        filters['status'] = status
+    if request.args.get('kind') is not None:
+        filters['kind'] = request.args['kind'][:64]
+    limit = request.args.get('limit', '50')
+    if not limit.isdigit() or not 1 <= int(limit) <= 1000:
+        raise ApiError(400, 'limit is a whole number from 1 to 1000')
+    jobs = Job.objects.filter_by(order_by='-id', limit=int(limit), **filters)
+    return {'jobs': [job.public() for job in jobs]}
+
+
+@bp.post('/jobs/<int:job_id>/retry')
+def retry_job(job_id):
+    """Queue a failed job again, its payload checked against its kind's schema."""
+    job = _job(job_id)
+    if job.status != FAILED:
+        raise ApiError(409, f'job {job_id} is {job.status}: only failed jobs are retried')
+    kind = _kind(job.kind)
+    errors = validation_errors(kind, job.payload)
+    if errors:
+        raise ApiError(422, f'the payload of job {job_id} is no longer valid', errors=errors)
+    db = current_app.extensions['pg']
+    job.status, job.error, job.result, job.finished_at = QUEUED, None, None, None
+    job.update()
+    db.pool.commit()
+    publish(current_app.extensions['celery'], [job.id], kind.name)
+    return _accepted(job.id, kind.name)
+
+
+@bp.get('/kinds')
+def list_kinds():
+    return {'kinds': [{'name': k.name, 'description': k.description, 'schema': k.schema}
+                      for k in sorted(REGISTRY.values(), key=lambda k: k.name)]}

@@ -1,0 +1,36 @@
+"""The Celery side: one Celery task per job kind, each run inside the Flask
+app context by `run_job`; `publish` sends a recorded job to the broker."""
+from celery import Celery, Task
+
+from tasks import load_all
+from worker.config import celery_config
+from worker.execution import run_job
+
+EXTENSION = 'celery'
+
+
+def init_celery(app):
+    """Create the app's Celery app (stored in app.extensions['celery']) with
+    a task for every registered job kind."""
+    class FlaskTask(Task):
+        def __call__(self, *args, **kwargs):
+            with app.app_context():
+                return self.run(*args, **kwargs)
+
+    celery = Celery(app.import_name, task_cls=FlaskTask)
+    celery.conf.update(celery_config(app.config))
+    for name in load_all():
+        celery.task(name=name, bind=True, shared=False)(run_job)
+    celery.set_default()
+    app.extensions[EXTENSION] = celery
+    return celery
+
+
+def publish(celery, job_ids, kind):
+    """Send one message per job id (JSON: the id only) over one connection.
+
+    Raises kombu.exceptions.OperationalError when the broker is unreachable."""
+    task = celery.tasks[kind]
+    with celery.producer_or_acquire() as producer:
+        for job_id in job_ids:
+            task.apply_async(args=[job_id], producer=producer)

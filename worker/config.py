@@ -1,0 +1,29 @@
+"""Celery's settings, derived from the one app config (settings.py)."""
+
+
+def celery_config(config):
+    """The Celery settings for at-least-once delivery of short JSON jobs."""
+    return {
+        'broker_url': config['CELERY_BROKER_URL'],
+        'broker_connection_retry_on_startup': True,
+        'broker_transport_options': {
+            # Longer than any retry countdown, so a delayed retry is never redelivered early.
+            'visibility_timeout': config['CELERY_VISIBILITY_TIMEOUT'],
+            'socket_connect_timeout': config['CELERY_PUBLISH_TIMEOUT'],
+        },
+        'task_serializer': 'json',
+        'result_serializer': 'json',
+        'accept_content': ['json'],
+        'event_serializer': 'json',
+        'task_ignore_result': True,  # the job ledger holds the results
+        'task_acks_late': True,
+        'task_reject_on_worker_lost': True,
+        'worker_prefetch_multiplier': config['CELERY_PREFETCH_MULTIPLIER'],
+        'task_default_queue': 'jobs',
+        'task_send_sent_event': True,
+        'worker_send_task_events': True,
+        'task_publish_retry_policy': {
+            'max_retries': 1, 'interval_start': 0, 'interval_step': 0.2, 'interval_max': 0.2,
+        },
+        'worker_hijack_root_logger': False,
+    }

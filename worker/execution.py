@@ -1,0 +1,78 @@
+"""How the worker runs one job: claim it, then apply its effect and complete
+it in one transaction; retry transient failures, fail permanent ones."""
+import logging
+import random
+
+from flask import current_app
+
+from pg.exceptions import PgError, TransientError
+from tasks import REGISTRY, JobFailed
+from tasks.ledger import FAILED, QUEUED, RUNNING, SUCCEEDED, Job, claim, settle
+
+log = logging.getLogger(__name__)
+
+
+def backoff(attempt, config):
+    """Exponential delay before attempt `attempt + 1`, capped, jittered over its upper half."""
+    ceiling = min(config['WORKER_RETRY_MAX_SECONDS'],
+                  config['WORKER_RETRY_BASE_SECONDS'] * 2 ** max(attempt - 1, 0))
+    return random.uniform(ceiling / 2, ceiling)
+
+
+def _apply(session, job_id):
+    """Lock the job, apply its effect, mark it succeeded; the caller commits.
+    Returns False when the job was finished meanwhile (a duplicate)."""
+    job = Job.objects.get_for_update(id=job_id, nowait=False)
+    if job.status != RUNNING:
+        return False
+    kind = REGISTRY.get(job.kind)
+    if kind is None:
+        raise JobFailed(f'unknown job kind {job.kind}')
+    result = kind.handler(dict(job.payload))
+    settle(session, job_id, SUCCEEDED, result=result)
+    return True
+
+
+def run_job(task, job_id):
+    """Run job `job_id` once, whatever number of times it is delivered.
+
+    Returns the job's final status, or 'duplicate' when it was already finished;
+    raises celery's Retry to try again later."""
+    config = current_app.config
+    db = current_app.extensions['pg']
+    session = db.pool.connection().session
+    try:
+        attempt = claim(session, job_id)
+    except TransientError as error:
+        session.rollback()
+        # The job was not touched: wait for the database without counting an attempt.
+        raise task.retry(countdown=backoff(task.request.retries + 1, config),
+                         max_retries=None, exc=error)
+    if attempt is None:
+        return 'duplicate'
+    try:
+        applied = _apply(session, job_id)
+        session.commit()
+        return SUCCEEDED if applied else 'duplicate'
+    except TransientError as error:
+        session.rollback()
+        if attempt < config['WORKER_MAX_ATTEMPTS']:
+            _record(session, job_id, QUEUED, error)
+            raise task.retry(countdown=backoff(attempt, config), max_retries=None, exc=error)
+        _record(session, job_id, FAILED, f'gave up after {attempt} attempts: {error}')
+        return FAILED
+    except (JobFailed, PgError, ValueError) as error:
+        session.rollback()
+        _record(session, job_id, FAILED, error)
+        return FAILED
+    except Exception as error:
+        # The runner is the boundary: a bug in a handler fails its job, never the worker.
+        session.rollback()
+        log.exception('job %s: handler error', job_id)
+        _record(session, job_id, FAILED, f'internal error: {type(error).__name__}')
+        return FAILED
+
+
+def _record(session, job_id, status, error):
+    settle(session, job_id, status, error=str(error)[:2000])
+    session.commit()
