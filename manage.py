@@ -68,23 +68,55 @@ def cmd_test(args):
     return subprocess.call([sys.executable, '-m', 'pytest', *pytest_args])
 
 
-def _service_app():
+ENV_FILE = os.path.join(ROOT, '.env')
+
+
+def load_env_file():
+    """Write .env from .env.example with fresh secrets if missing, then load
+    it into os.environ (values already set win), as honcho does."""
+    if not os.path.exists(ENV_FILE):
+        import secrets
+        with open(os.path.join(ROOT, '.env.example')) as f:
+            text = f.read().replace('admin:change-me', f'admin:{secrets.token_urlsafe(18)}')
+        with open(ENV_FILE, 'w') as f:
+            f.write(text)
+        os.chmod(ENV_FILE, 0o600)
+        print('wrote .env: settings of the local service (the Flower login is in it)')
+    from honcho.environ import parse
+    with open(ENV_FILE) as f:
+        for key, value in parse(f.read()).items():
+            os.environ.setdefault(key, value)
+
+
+def _service_db():
     os.environ.setdefault('SQLALCHEMY_DEFAULT', SERVICE_DB)
-    os.environ.setdefault('FLASK_CONFIG_PREFIXES', 'FLASK,SQLALCHEMY')
-    from app import get_or_create_app
-    from pg import init_db
-    import tasks.music, tasks.users  # noqa: F401  (register the models)
-    app = get_or_create_app('manage')
-    return app, init_db(app)
+    from web import create_app
+    app = create_app()
+    return app, app.extensions['pg']
 
 
 def cmd_db(args):
     """Create (sync) or empty (clean) the tables of the service database."""
+    load_env_file()
     cmd_setup(args)
-    app, db = _service_app()
+    app, db = _service_db()
     with app.app_context():
         getattr(db, f'{args.action}db')()
     print(f'db {args.action}: done')
+
+
+def cmd_run(args):
+    """Start the whole service (web, worker, beat, flower) with honcho."""
+    load_env_file()
+    cmd_setup(args)
+    app, db = _service_db()
+    with app.app_context():
+        db.syncdb()
+    os.chdir(ROOT)
+    bin_dir = os.path.dirname(sys.executable)
+    os.environ['PATH'] = bin_dir + os.pathsep + os.environ.get('PATH', '')
+    honcho = os.path.join(bin_dir, 'honcho')
+    os.execv(honcho, [honcho, 'start', '-f', 'Procfile', *args.processes])
 
 
 def parser():
@@ -96,6 +128,9 @@ def parser():
                        epilog='Other arguments are passed on to pytest.')
     t.add_argument('--q', metavar='PATH', help='a test file, folder or node id (default: tests)')
     t.set_defaults(func=cmd_test)
+    r = sub.add_parser('run', help=cmd_run.__doc__)
+    r.add_argument('processes', nargs='*', help='only these Procfile processes (default: all)')
+    r.set_defaults(func=cmd_run)
     d = sub.add_parser('db', help=cmd_db.__doc__)
     d.add_argument('action', choices=['sync', 'clean'])
     d.set_defaults(func=cmd_db)

@@ -52,6 +52,10 @@ SETTINGS = {
         0.5, float, 'First retry delay; it doubles each attempt, with full jitter.'),
     'WORKER_RETRY_MAX_SECONDS': Setting(
         30.0, float, 'Cap of the retry delay (below CELERY_VISIBILITY_TIMEOUT).'),
+    'WORKER_SWEEP_AGE_SECONDS': Setting(
+        120.0, float, 'A job queued this long is published again by the sweep (lost message).'),
+    'WORKER_SWEEP_EVERY_SECONDS': Setting(
+        30.0, float, 'How often beat runs the recovery sweep.'),
 }
 
 

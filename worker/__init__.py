@@ -21,6 +21,15 @@ def init_celery(app):
     celery.conf.update(celery_config(app.config))
     for name in load_all():
         celery.task(name=name, bind=True, shared=False)(run_job)
+
+    @celery.task(name='jobs.sweep', shared=False)
+    def sweep():
+        from worker.sweep import republish_stale
+        return republish_stale(app.config['WORKER_SWEEP_AGE_SECONDS'])
+
+    celery.conf.beat_schedule = {
+        'sweep': {'task': 'jobs.sweep', 'schedule': app.config['WORKER_SWEEP_EVERY_SECONDS']},
+    }
     celery.set_default()
     app.extensions[EXTENSION] = celery
     return celery
