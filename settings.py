@@ -49,7 +49,7 @@ SETTINGS = {
     'WORKER_MAX_ATTEMPTS': Setting(
         5, int, 'Tries of a job that meets transient errors before it is failed.'),
     'WORKER_RETRY_BASE_SECONDS': Setting(
-        0.5, float, 'First retry delay; it doubles each attempt, with full jitter.'),
+        0.5, float, 'First retry delay; it doubles each attempt, jittered, up to the cap.'),
     'WORKER_RETRY_MAX_SECONDS': Setting(
         30.0, float, 'Cap of the retry delay (below CELERY_VISIBILITY_TIMEOUT).'),
     'WORKER_SWEEP_AGE_SECONDS': Setting(

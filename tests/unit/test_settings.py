@@ -49,3 +49,12 @@ def test_routes_are_registered():
     app = get_or_create_app('r', routes=({'rule': '/hello', 'endpoint': 'hello',
                                           'view_func': hello},))
     assert app.test_client().get('/hello').data == b'hi'
+
+
+def test_readme_documents_every_setting():
+    import os
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    with open(os.path.join(root, 'README.md')) as f:
+        readme = f.read()
+    missing = [name for name in settings.SETTINGS if f'`{name}`' not in readme]
+    assert not missing

@@ -1,0 +1,198 @@
+"""The whole service started as processes, from the Procfile's own commands,
+against the machine's PostgreSQL and Redis (a Redis database of the tests' own)."""
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import redis
+import requests
+from honcho.environ import parse_procfile
+
+from tests.conftest import DATABASE_URL
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BROKER_URL = os.environ.get('TEST_BROKER_URL', 'redis://127.0.0.1:6379/12')
+FLOWER_AUTH = 'flower:e2e-secret'
+FINISHED = ('succeeded', 'failed')
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
+def procfile_command(name):
+    with open(os.path.join(ROOT, 'Procfile')) as f:
+        return parse_procfile(f.read()).processes[name]
+
+
+class Process:
+    """One Procfile process, in its own process group, logging to a file."""
+
+    def __init__(self, name, env, log_dir):
+        self.name = name
+        self.log_path = os.path.join(log_dir, f'{name}.log')
+        self._log = open(self.log_path, 'ab')
+        self.popen = subprocess.Popen(['/bin/sh', '-c', 'exec ' + procfile_command(name)],
+                                      cwd=ROOT, env=env, stdout=self._log,
+                                      stderr=subprocess.STDOUT, start_new_session=True)
+
+    def log(self):
+        with open(self.log_path, errors='replace') as f:
+            return f.read()
+
+    def stop(self, sig=signal.SIGTERM, timeout=20):
+        if self.popen.poll() is None:
+            os.killpg(self.popen.pid, sig)
+            try:
+                self.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.popen.pid, signal.SIGKILL)
+                self.popen.wait()
+        self._log.close()
+
+
+class Service:
+    """The started processes, an HTTP client of the web front, and an app of
+    the same configuration for looking at the database and the broker."""
+
+    def __init__(self, env, log_dir):
+        self.env = env
+        self.log_dir = log_dir
+        self.url = f'http://127.0.0.1:{env["PORT"]}'
+        self.http = requests.Session()
+        self.processes = {}
+        from web import create_app
+        self.app = create_app(config={k: v for k, v in env.items()
+                                      if k.startswith(('SQLALCHEMY_', 'CELERY_', 'WORKER_'))})
+        self.db = self.app.extensions['pg']
+        self.celery = self.app.extensions['celery']
+
+    def start(self, name, **extra_env):
+        self.processes[name] = Process(name, {**self.env, **extra_env}, self.log_dir)
+        return self.processes[name]
+
+    def stop(self, name, sig=signal.SIGTERM):
+        self.processes.pop(name).stop(sig)
+
+    def stop_all(self):
+        for name in list(self.processes):
+            self.stop(name)
+
+    def wait_web(self, timeout=30):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                if self.http.get(self.url + '/health', timeout=2).status_code == 200:
+                    return
+            except requests.ConnectionError:
+                pass
+            time.sleep(0.2)
+        raise AssertionError('the web front did not come up:\n' + self.processes['web'].log())
+
+    def wait_worker(self, timeout=30):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.celery.control.ping(timeout=0.5):
+                return
+        raise AssertionError('no worker answered:\n' + self.processes['worker'].log())
+
+    def post(self, kind, payload, **kwargs):
+        return self.http.post(f'{self.url}/jobs/{kind}', json=payload, timeout=30, **kwargs)
+
+    def post_many(self, requests_, threads=8):
+        """POST (kind, payload) pairs concurrently; return the responses in order."""
+        with ThreadPoolExecutor(threads) as pool:
+            return list(pool.map(lambda r: self.post(*r), requests_))
+
+    def job(self, job_id):
+        return self.http.get(f'{self.url}/jobs/{job_id}', timeout=10).json()
+
+    def wait_jobs(self, ids, timeout=60):
+        """Poll until every job is finished; return them by id."""
+        deadline = time.monotonic() + timeout
+        pending, done = list(ids), {}
+        while pending and time.monotonic() < deadline:
+            for job_id in list(pending):
+                job = self.job(job_id)
+                if job['status'] in FINISHED:
+                    done[job_id] = job
+                    pending.remove(job_id)
+            if pending:
+                time.sleep(0.1)
+        assert not pending, f'{len(pending)} jobs unfinished, e.g. {self.job(pending[0])}'
+        return done
+
+    def run(self, kind, payload, timeout=60):
+        """POST one job and wait for it; return the finished job."""
+        response = self.post(kind, payload)
+        assert response.status_code == 202, response.text
+        return self.wait_jobs([response.json()['id']], timeout)[response.json()['id']]
+
+    def sql(self, statement, **params):
+        with self.app.app_context():
+            from tasks.ledger import Job
+            rows = Job.objects.raw_sql(statement, **params).fetchall()
+            self.db.pool.commit()
+            return rows
+
+
+@pytest.fixture(scope='session')
+def service_env():
+    env = dict(os.environ)
+    env.update({
+        'PATH': os.path.dirname(sys.executable) + os.pathsep + env.get('PATH', ''),
+        'FLASK_CONFIG_PREFIXES': 'FLASK,SQLALCHEMY,CELERY',
+        'SQLALCHEMY_DEFAULT': DATABASE_URL,
+        'CELERY_BROKER_URL': BROKER_URL,
+        'PORT': str(free_port()),
+        'FLOWER_PORT': str(free_port()),
+        'FLOWER_BASIC_AUTH': FLOWER_AUTH,
+        'WEB_CONCURRENCY': '2',
+        'WORKER_CONCURRENCY': '2',
+        'SQLALCHEMY_LOCK_TIMEOUT_MS': '300',
+        'WORKER_MAX_ATTEMPTS': '4',
+        'WORKER_RETRY_BASE_SECONDS': '0.2',
+        'WORKER_RETRY_MAX_SECONDS': '1',
+        'WORKER_SWEEP_AGE_SECONDS': '2',
+        'FLASK_API_TOKENS': '',
+    })
+    env.pop('FLASK_MAX_CONTENT_LENGTH', None)
+    return env
+
+
+@pytest.fixture(scope='session')
+def service(service_env, tmp_path_factory):
+    """web and worker running; the tables made; the test broker database empty."""
+    redis.Redis.from_url(BROKER_URL).flushdb()
+    svc = Service(service_env, str(tmp_path_factory.mktemp('logs')))
+    with svc.app.app_context():
+        svc.db.syncdb()
+        svc.db.cleandb()
+    svc.start('web')
+    svc.start('worker')
+    try:
+        svc.wait_web()
+        svc.wait_worker()
+        yield svc
+    finally:
+        svc.stop_all()
+
+
+@pytest.fixture
+def clean(service):
+    """Empty tables (after the worker has finished what it had)."""
+    deadline = time.monotonic() + 30
+    while service.sql("SELECT count(*) FROM jobs WHERE status IN ('queued', 'running')")[0][0]:
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    with service.app.app_context():
+        service.db.cleandb()
+    return service

@@ -1,0 +1,468 @@
+"""The HTTP front in-process (Flask's test client) against the real test
+database and the real Redis (db 11 as the broker); no worker runs, so every
+accepted job stays queued."""
+import json
+
+import pytest
+import redis
+
+from tests.conftest import DATABASE_URL
+
+BROKER_URL = 'redis://127.0.0.1:6379/11'
+CLOSED_PORT_REDIS = 'redis://127.0.0.1:1/0'
+CLOSED_PORT_POSTGRES = 'postgresql://ds:dsps@127.0.0.1:1/ds_test'
+
+GENRE = {'name': 'jazz', 'description': 'swing'}
+
+# One valid payload per kind: each must pass its schema, so a refusal of the
+# same payload plus a field is the unknown field's doing.
+VALID = {
+    'genre.create': GENRE,
+    'genre.update': {'id': 1, 'name': 'bebop'},
+    'artist.create': {'name': 'Monk', 'description': 'piano', 'genre_id': 1},
+    'album.create': {'name': 'Brilliant Corners', 'description': '1957', 'artist_id': 1},
+    'user.create': {'username': 'ann', 'email': 'ann@example.com', 'password': 's3cret-pass'},
+    'user.credit': {'user_id': 1, 'amount': 10},
+}
+
+
+def _kinds():
+    from tasks import load_all
+    return sorted(load_all())
+
+
+@pytest.fixture(scope='module', autouse=True)
+def broker():
+    """An empty Redis database for the messages of this module."""
+    client = redis.Redis.from_url(BROKER_URL)
+    client.flushdb()
+    yield client
+    client.flushdb()
+    client.close()
+
+
+@pytest.fixture
+def make_app(env):
+    """Build a service app on the test database and broker, `overrides` winning.
+    Called outside any app context (get_or_create_app would reuse that app)."""
+    from web import create_app
+
+    def make(**overrides):
+        config = {
+            'SQLALCHEMY_DEFAULT': DATABASE_URL,
+            'CELERY_BROKER_URL': BROKER_URL,
+            'CELERY_PUBLISH_TIMEOUT': 1.0,
+            'FLASK_API_TOKENS': '',
+            **overrides,
+        }
+        return create_app(config=config)
+    return make
+
+
+@pytest.fixture
+def clean(make_app):
+    """The tables created and emptied once, through an app on the real database."""
+    from pg import init_db
+    app = make_app()
+    with app.app_context():
+        database = init_db(app)
+        database.syncdb()
+        database.cleandb()
+    return app
+
+
+@pytest.fixture
+def app(clean):
+    return clean
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+def stored_jobs(app):
+    """Every row of the jobs table (id order), read in an app context of its own."""
+    from tasks.ledger import Job
+    with app.app_context():
+        return [{'id': j.id, 'kind': j.kind, 'status': j.status, 'payload': j.payload}
+                for j in Job.objects.filter_by(order_by='id')]
+
+
+def assert_error(response, status, *paths):
+    """The answer is the error envelope with this status; `paths`, if given,
+    are among its errors' JSON pointers."""
+    assert response.status_code == status, response.get_data(as_text=True)
+    assert response.is_json
+    body = response.get_json()
+    assert body['code'] == status
+    assert isinstance(body['message'], str) and body['message']
+    if paths:
+        reported = [e['path'] for e in body['errors']]
+        for entry in body['errors']:
+            assert entry['path'].startswith('/') and isinstance(entry['message'], str)
+        for path in paths:
+            assert path in reported, reported
+    return body
+
+
+def post_raw(client, url, data, content_type='application/json', **kwargs):
+    return client.post(url, data=data, content_type=content_type, **kwargs)
+
+
+# --- accepting one job ------------------------------------------------------
+
+def test_valid_job_is_accepted_recorded_and_queued(app, client, broker):
+    response = client.post('/jobs/genre.create', json=GENRE)
+    assert response.status_code == 202
+    body = response.get_json()
+    assert set(body) == {'id', 'kind', 'status', 'status_url'}
+    assert body['kind'] == 'genre.create' and body['status'] == 'queued'
+    assert isinstance(body['id'], int)
+    assert body['status_url'] == f'/jobs/{body["id"]}'
+    assert response.headers['Location'] == body['status_url']
+
+    status = client.get(body['status_url'])
+    assert status.status_code == 200
+    job = status.get_json()
+    assert set(job) == {'id', 'kind', 'status', 'attempts', 'result', 'error',
+                        'created_at', 'updated_at'}
+    assert (job['id'], job['kind'], job['status'], job['attempts']) == (
+        body['id'], 'genre.create', 'queued', 0)
+
+    assert stored_jobs(app) == [
+        {'id': body['id'], 'kind': 'genre.create', 'status': 'queued', 'payload': GENRE}]
+    assert broker.llen('jobs') >= 1  # the message went to the real broker
+
+
+@pytest.mark.parametrize('payload, path', [
+    ({'name': 'jazz'}, '/description'),
+    ({**GENRE, 'x': 1}, '/x'),
+], ids=['missing-field', 'unknown-field'])
+def test_genre_schema_violations_name_the_path(app, client, payload, path):
+    assert_error(client.post('/jobs/genre.create', json=payload), 400, path)
+    assert stored_jobs(app) == []
+
+
+def test_wrong_type_names_the_path(app, client):
+    payload = {'name': 'Monk', 'description': 'piano', 'genre_id': 'one'}
+    body = assert_error(client.post('/jobs/artist.create', json=payload), 400, '/genre_id')
+    assert '/genre_id' in body['message']
+    assert stored_jobs(app) == []
+
+
+@pytest.mark.parametrize('data', [
+    b'{"name": "jazz",',                     # not JSON
+    b'{"name": "\xff\xfe\xfa", "description": "x"}',  # invalid UTF-8
+    b'{"name": "jazz", "description": NaN}',
+    b'{"name": "jazz", "description": Infinity}',
+    b'{"name": "jazz", "description": -Infinity}',
+    b'[' * 10_000 + b']' * 10_000,           # nested too deeply
+    b'{"a":' * 10_000 + b'1' + b'}' * 10_000,
+    b'[{"name": "jazz", "description": "swing"}]',  # an array, not an object
+    b'"jazz"',
+    b'null',
+    b'',                                     # empty, yet declared JSON
+], ids=['truncated', 'invalid-utf8', 'nan', 'infinity', 'minus-infinity', 'deep-array',
+        'deep-object', 'array', 'string', 'null', 'empty'])
+def test_bodies_that_are_not_a_json_object_are_400(app, client, data):
+    assert_error(post_raw(client, '/jobs/genre.create', data), 400)
+    assert stored_jobs(app) == []
+
+
+def test_json_content_type_with_charset_is_accepted(client):
+    response = post_raw(client, '/jobs/genre.create', json.dumps(GENRE),
+                        content_type='application/json; charset=utf-8')
+    assert response.status_code == 202
+
+
+@pytest.mark.parametrize('content_type', ['text/plain', None, 'application/x-www-form-urlencoded'],
+                         ids=['text-plain', 'missing', 'form'])
+def test_a_body_not_sent_as_json_is_415(app, client, content_type):
+    response = client.post('/jobs/genre.create', data=json.dumps(GENRE),
+                           content_type=content_type)
+    assert_error(response, 415)
+    assert stored_jobs(app) == []
+
+
+def test_an_empty_body_without_content_type_is_415(client):
+    assert_error(client.post('/jobs/genre.create'), 415)
+
+
+def test_a_body_over_the_limit_is_413_and_nothing_is_recorded(make_app, clean):
+    app = make_app(FLASK_MAX_CONTENT_LENGTH=1024)
+    client = app.test_client()
+    big = {'name': 'jazz', 'description': 'x' * 2000}
+    assert_error(client.post('/jobs/genre.create', json=big), 413)
+    batch = [GENRE] * 40  # each item is valid, the whole is too big
+    assert_error(client.post('/jobs/genre.create/batch', json=batch), 413)
+    assert stored_jobs(app) == []
+    assert client.post('/jobs/genre.create', json=GENRE).status_code == 202
+
+
+# --- unknown things -----------------------------------------------------------
+
+def test_an_unknown_kind_is_404(app, client):
+    body = assert_error(client.post('/jobs/genre.delete', json=GENRE), 404)
+    assert 'genre.delete' in body['message']
+    assert_error(client.post('/jobs/genre.delete/batch', json=[GENRE]), 404)
+    assert stored_jobs(app) == []
+
+
+@pytest.mark.parametrize('url', [
+    '/jobs/424242',
+    '/jobs/9223372036854775807',   # the largest bigint
+    '/jobs/9223372036854775808',   # past it
+    '/jobs/99999999999999999999999',
+    '/nowhere',
+])
+def test_unknown_jobs_and_routes_are_404(client, url):
+    assert_error(client.get(url), 404)
+
+
+def test_retry_of_an_unknown_job_is_404(client):
+    assert_error(client.post('/jobs/99999999999999999999999/retry'), 404)
+    assert_error(client.post('/jobs/77/retry'), 404)
+
+
+def test_a_wrong_method_is_405_in_the_envelope(client):
+    response = client.delete('/jobs/1')
+    assert_error(response, 405)
+    assert 'GET' in response.headers['Allow']
+
+
+# --- authentication -------------------------------------------------------------
+
+def test_bearer_tokens_are_required_when_configured(make_app, clean):
+    app = make_app(FLASK_API_TOKENS='t1,t2')
+    client = app.test_client()
+
+    response = client.post('/jobs/genre.create', json=GENRE)
+    assert_error(response, 401)
+    assert response.headers['WWW-Authenticate'] == 'Bearer'
+    for header in ['Bearer t3', 'Bearer ', 'Basic t1', 't1', 'Bearer t1,t2', 'Bearer t']:
+        response = client.post('/jobs/genre.create', json=GENRE,
+                               headers={'Authorization': header})
+        assert_error(response, 401)
+        assert response.headers['WWW-Authenticate'] == 'Bearer'
+    assert_error(client.get('/kinds'), 401)
+    assert_error(client.get('/jobs/1'), 401)
+    assert stored_jobs(app) == []
+
+    response = client.post('/jobs/genre.create', json=GENRE,
+                           headers={'Authorization': 'Bearer t2'})
+    assert response.status_code == 202
+    job_url = response.headers['Location']
+    assert client.get(job_url, headers={'Authorization': 'bearer t1'}).status_code == 200
+
+    health = client.get('/health')
+    assert health.status_code == 200
+    assert health.get_json()['status'] == 'ok'
+
+
+# --- backing services down ------------------------------------------------------
+
+def test_redis_down_is_503_and_the_recorded_job_is_withdrawn(make_app, clean):
+    app = make_app(CELERY_BROKER_URL=CLOSED_PORT_REDIS)
+    client = app.test_client()
+
+    response = client.post('/jobs/genre.create', json=GENRE)
+    assert_error(response, 503)
+    assert int(response.headers['Retry-After']) > 0
+    response = client.post('/jobs/genre.create/batch', json=[GENRE, GENRE])
+    assert_error(response, 503)
+    assert 'Retry-After' in response.headers
+    assert stored_jobs(app) == []
+
+    health = client.get('/health')
+    body = assert_error(health, 503)
+    assert 'redis' in body['message'] and 'postgres' not in body['message']
+    assert body['checks'] == {'postgres': 'ok', 'redis': 'down'}
+    assert 'Retry-After' in health.headers
+
+
+def test_postgres_down_is_503_and_the_app_still_builds(make_app):
+    app = make_app(SQLALCHEMY_DEFAULT=CLOSED_PORT_POSTGRES)  # must not connect yet
+    client = app.test_client()
+
+    for response in [client.post('/jobs/genre.create', json=GENRE),
+                     client.post('/jobs/genre.create/batch', json=[GENRE]),
+                     client.get('/jobs/1'),
+                     client.get('/jobs?status=queued')]:
+        assert_error(response, 503)
+        assert int(response.headers['Retry-After']) > 0
+
+    health = client.get('/health')
+    body = assert_error(health, 503)
+    assert 'postgres' in body['message'] and 'redis' not in body['message']
+    assert body['checks'] == {'postgres': 'down', 'redis': 'ok'}
+    assert 'Retry-After' in health.headers
+
+
+def test_health_is_200_when_both_answer(client):
+    response = client.get('/health')
+    assert response.status_code == 200
+    assert response.get_json() == {'status': 'ok', 'checks': {'postgres': 'ok', 'redis': 'ok'}}
+
+
+# --- batches ------------------------------------------------------------------------
+
+def test_a_valid_batch_is_accepted(app, client):
+    batch = [{'name': f'g{i}', 'description': 'd'} for i in range(3)]
+    response = client.post('/jobs/genre.create/batch', json=batch)
+    assert response.status_code == 202
+    ids = response.get_json()['ids']
+    assert len(ids) == 3 and len(set(ids)) == 3
+    jobs = stored_jobs(app)
+    assert [j['id'] for j in jobs] == sorted(ids)
+    assert [j['payload'] for j in jobs] == batch
+    assert {j['status'] for j in jobs} == {'queued'}
+    for job_id in ids:
+        assert client.get(f'/jobs/{job_id}').get_json()['status'] == 'queued'
+
+
+def test_one_invalid_item_refuses_the_whole_batch(app, client):
+    batch = [GENRE, {'name': 'jazz', 'x': 1}, GENRE]
+    body = assert_error(client.post('/jobs/genre.create/batch', json=batch), 400,
+                        '/1/description', '/1/x')
+    assert all(e['path'].startswith('/1/') for e in body['errors'])
+    assert stored_jobs(app) == []
+
+
+def test_a_batch_item_that_is_not_an_object_is_400(app, client):
+    body = assert_error(client.post('/jobs/genre.create/batch', json=[GENRE, 'jazz']), 400)
+    assert all(e['path'].startswith('/1') for e in body['errors'])
+    assert stored_jobs(app) == []
+
+
+def test_a_batch_over_the_limit_is_400(make_app, clean):
+    app = make_app(FLASK_BATCH_LIMIT=3)
+    client = app.test_client()
+    assert_error(client.post('/jobs/genre.create/batch', json=[GENRE] * 4), 400)
+    assert stored_jobs(app) == []
+    assert client.post('/jobs/genre.create/batch', json=[GENRE] * 3).status_code == 202
+
+
+def test_the_default_batch_limit_is_1000(app, client):
+    body = assert_error(client.post('/jobs/genre.create/batch', json=[GENRE] * 1001), 400)
+    assert '1000' in body['message']
+    assert stored_jobs(app) == []
+
+
+@pytest.mark.parametrize('payload', [GENRE, [], 'jazz', None, 3],
+                         ids=['object', 'empty-array', 'string', 'null', 'number'])
+def test_a_batch_that_is_not_a_non_empty_array_is_400(app, client, payload):
+    assert_error(client.post('/jobs/genre.create/batch', json=payload), 400)
+    assert stored_jobs(app) == []
+
+
+# --- users: secrets -----------------------------------------------------------------
+
+def test_the_ledger_never_holds_a_clear_text_password(app, client):
+    clear = 'correct horse battery'
+    payload = {'username': 'ann', 'email': 'ann@example.com', 'password': clear}
+    single = client.post('/jobs/user.create', json=payload)
+    assert single.status_code == 202
+    batch = client.post('/jobs/user.create/batch',
+                        json=[{**payload, 'username': 'bob'}])
+    assert batch.status_code == 202
+    jobs = stored_jobs(app)
+    assert len(jobs) == 2
+    with app.app_context():
+        from tasks.ledger import Job
+        raw = Job.objects.raw_sql('SELECT payload::text FROM jobs').scalars().all()
+    assert raw and all(clear not in text for text in raw)
+    from pg.types import PasswordHash
+    for job in jobs:
+        stored = job['payload']['password']
+        assert stored.startswith('$2') and stored != clear
+        assert PasswordHash(stored) == clear
+        assert {k: v for k, v in job['payload'].items() if k != 'password'} == {
+            'username': job['payload']['username'], 'email': 'ann@example.com'}
+    assert clear not in single.get_data(as_text=True)
+    assert clear not in client.get(single.headers['Location']).get_data(as_text=True)
+
+
+@pytest.mark.parametrize('password', ['p' * 73, 'é' * 37], ids=['73-ascii', '74-bytes-utf8'])
+def test_a_password_over_72_bytes_is_400(app, client, password):
+    payload = {'username': 'ann', 'email': 'ann@example.com', 'password': password}
+    body = assert_error(client.post('/jobs/user.create', json=payload), 400)
+    assert '72' in body['message']
+    assert password not in json.dumps(body)
+    body = assert_error(client.post('/jobs/user.create/batch',
+                                    json=[VALID['user.create'], payload]), 400)
+    assert all(e['path'].startswith('/1') for e in body['errors'])
+    assert stored_jobs(app) == []
+
+
+def test_a_password_of_72_bytes_is_accepted(client):
+    payload = {'username': 'ann', 'email': 'ann@example.com', 'password': 'p' * 72}
+    assert client.post('/jobs/user.create', json=payload).status_code == 202
+
+
+# --- listing ------------------------------------------------------------------------
+
+def test_list_filters_newest_first_and_limits(app, client):
+    ids = [client.post('/jobs/genre.create', json={'name': f'g{i}', 'description': 'd'})
+           .get_json()['id'] for i in range(3)]
+    other = client.post('/jobs/artist.create', json=VALID['artist.create']).get_json()['id']
+
+    response = client.get('/jobs?status=queued&kind=genre.create&limit=2')
+    assert response.status_code == 200
+    listed = response.get_json()['jobs']
+    assert [j['id'] for j in listed] == [ids[2], ids[1]]
+    assert {(j['kind'], j['status']) for j in listed} == {('genre.create', 'queued')}
+
+    everything = client.get('/jobs').get_json()['jobs']
+    assert [j['id'] for j in everything] == [other, *reversed(ids)]
+    assert client.get('/jobs?status=failed').get_json() == {'jobs': []}
+    assert client.get('/jobs?kind=nope').get_json() == {'jobs': []}
+
+
+@pytest.mark.parametrize('query', [
+    'status=done', 'status=', 'status=QUEUED',
+    'limit=0', 'limit=-1', 'limit=abc', 'limit=1001', 'limit=', 'limit=2.5',
+    'limit=99999999999999999999999', 'limit=%C2%B2',
+])
+def test_list_refuses_an_invalid_status_or_limit(client, query):
+    assert_error(client.get(f'/jobs?{query}'), 400)
+
+
+# --- kinds ----------------------------------------------------------------------------
+
+def test_kinds_lists_every_kind_with_a_closed_schema(client):
+    response = client.get('/kinds')
+    assert response.status_code == 200
+    kinds = response.get_json()['kinds']
+    assert [k['name'] for k in kinds] == sorted(
+        ['genre.create', 'genre.update', 'artist.create', 'album.create',
+         'user.create', 'user.credit'])
+    for entry in kinds:
+        assert entry['schema']['type'] == 'object'
+        assert entry['schema']['additionalProperties'] is False
+        assert entry['schema']['required']
+        assert isinstance(entry['description'], str) and entry['description']
+
+
+def test_every_kind_has_a_valid_example_here():
+    from tasks import REGISTRY
+    assert sorted(VALID) == _kinds()
+    for name, payload in VALID.items():
+        assert list(REGISTRY[name].validator.iter_errors(payload)) == [], name
+
+
+@pytest.mark.parametrize('kind', _kinds())
+def test_every_kind_refuses_an_unknown_field(app, client, kind):
+    payload = {**VALID[kind], 'x': 1}
+    body = assert_error(client.post(f'/jobs/{kind}', json=payload), 400, '/x')
+    assert [e['path'] for e in body['errors']] == ['/x']
+    assert stored_jobs(app) == []
+
+
+# --- retry --------------------------------------------------------------------------------
+
+def test_retry_of_a_queued_job_is_409(app, client):
+    job_id = client.post('/jobs/genre.create', json=GENRE).get_json()['id']
+    body = assert_error(client.post(f'/jobs/{job_id}/retry'), 409)
+    assert 'queued' in body['message']
+    assert stored_jobs(app)[0]['status'] == 'queued'
