@@ -13,6 +13,14 @@ class JobFailed(Exception):
         super().__init__(message or self.__doc__)
 
 
+class InvalidPayload(ValueError):
+    """A field of the payload is refused by the kind's `prepare`."""
+
+    def __init__(self, field, message):
+        super().__init__(message)
+        self.field = field
+
+
 @dataclass(frozen=True)
 class Kind:
     name: str

@@ -5,8 +5,8 @@ from sqlalchemy import Boolean, Column, Numeric, String
 
 from pg.exceptions import NotFoundError
 from pg.orm import BaseModel
-from pg.types import Password, PasswordHash
-from tasks.kinds import JobFailed, kind
+from pg.types import Password, PasswordHash, PasswordTooLongError
+from tasks.kinds import InvalidPayload, JobFailed, kind
 
 
 class User(BaseModel):
@@ -46,8 +46,11 @@ class InsufficientCredit(JobFailed):
 def hash_password(payload):
     """Keep only the password's hash in the job ledger, never the clear text.
 
-    Raises pg.types.PasswordTooLongError (a ValueError) past 72 bytes."""
-    return {**payload, 'password': PasswordHash.from_clear(payload['password']).hash}
+    Raises InvalidPayload past 72 bytes (bcrypt would ignore the rest)."""
+    try:
+        return {**payload, 'password': PasswordHash.from_clear(payload['password']).hash}
+    except PasswordTooLongError as error:
+        raise InvalidPayload('password', str(error)) from None
 
 
 @kind('user.create', prepare=hash_password, schema={

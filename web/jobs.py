@@ -1,9 +1,11 @@
 """The jobs API: accept, record and enqueue jobs; read them back."""
 import json
+import re
 
 from flask import Blueprint, current_app, request, url_for
 
 from tasks import REGISTRY
+from tasks.kinds import InvalidPayload
 from tasks.ledger import FAILED, QUEUED, STATUSES, Job
 from web.errors import ApiError
 from worker import publish
@@ -26,6 +28,30 @@ def _refuse_constant(name):
     raise ValueError(f'{name} is not valid JSON')
 
 
+# What PostgreSQL cannot store in jsonb/text: NUL, and (escaped) unpaired surrogates.
+UNSTORABLE = re.compile('[\x00\ud800-\udfff]')
+ESCAPED_UNSTORABLE = re.compile(rb'\\u(0000|[dD][89a-fA-F])')
+
+
+def _unstorable_string(document):
+    """The JSON pointer of the first string (key or value) PostgreSQL cannot
+    store, or None. Iterative: the document may be nested close to the limit."""
+    stack = [(document, ())]
+    while stack:
+        value, path = stack.pop()
+        if isinstance(value, str):
+            if UNSTORABLE.search(value):
+                return _pointer(path, ())
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                if UNSTORABLE.search(key):
+                    return _pointer(path, (key,))
+                stack.append((item, (*path, key)))
+        elif isinstance(value, list):
+            stack.extend((item, (*path, i)) for i, item in enumerate(value))
+    return None
+
+
 def json_body():
     """The request's JSON document. 415 unless sent as JSON, 413 past
     FLASK_MAX_CONTENT_LENGTH, 400 unless it parses."""
@@ -33,11 +59,18 @@ def json_body():
         raise ApiError(415, 'send the body as application/json')
     raw = request.get_data(cache=False)
     try:
-        return json.loads(raw, parse_constant=_refuse_constant)
+        document = json.loads(raw, parse_constant=_refuse_constant)
     except RecursionError:
         raise ApiError(400, 'the body is nested too deeply') from None
     except ValueError as error:  # includes invalid UTF-8
         raise ApiError(400, f'the body is not valid JSON: {str(error)[:MAX_MESSAGE]}') from None
+    # Raw NUL and surrogates cannot reach here (json and UTF-8 refuse them): only escapes can.
+    path = _unstorable_string(document) if ESCAPED_UNSTORABLE.search(raw) else None
+    if path is not None:
+        message = 'a string holds \\u0000 or an unpaired surrogate, which cannot be stored'
+        raise ApiError(400, f'{path[:MAX_MESSAGE]} {message}',
+                       errors=[{'path': path[:MAX_MESSAGE], 'message': message}])
+    return document
 
 
 def _pointer(prefix, path):
@@ -79,8 +112,9 @@ def _stored(kind, payload, prefix=()):
     try:
         return kind.stored_payload(payload)
     except ValueError as error:
-        raise ApiError(400, str(error)[:MAX_MESSAGE],
-                       errors=[{'path': _pointer(prefix, ()), 'message': str(error)[:MAX_MESSAGE]}])
+        path = _pointer(prefix, [error.field] if isinstance(error, InvalidPayload) else [])
+        message = str(error)[:MAX_MESSAGE]
+        raise ApiError(400, f'{path} {message}', errors=[{'path': path, 'message': message}])
 
 
 def _enqueue(kind, payloads):
@@ -163,9 +197,12 @@ def list_jobs():
             raise ApiError(400, f'status is one of {", ".join(STATUSES)}')
         filters['status'] = status
     if request.args.get('kind') is not None:
+        if '\x00' in request.args['kind']:
+            raise ApiError(400, 'kind cannot contain NUL')
         filters['kind'] = request.args['kind'][:64]
     limit = request.args.get('limit', '50')
-    if not limit.isdigit() or not 1 <= int(limit) <= 1000:
+    # ASCII digits only: '²' is a str.isdigit() but not an int().
+    if not re.fullmatch('[0-9]{1,4}', limit) or not 1 <= int(limit) <= 1000:
         raise ApiError(400, 'limit is a whole number from 1 to 1000')
     jobs = Job.objects.filter_by(order_by='-id', limit=int(limit), **filters)
     return {'jobs': [job.public() for job in jobs]}
