@@ -2,7 +2,12 @@
 
 
 def celery_config(config):
-    """The Celery settings for at-least-once delivery of short JSON jobs."""
+    """The Celery settings for at-least-once delivery of short JSON jobs.
+
+    Raises ValueError when a retry could wait longer than the visibility
+    timeout (Redis would deliver the delayed message a second time early)."""
+    if config['WORKER_RETRY_MAX_SECONDS'] >= config['CELERY_VISIBILITY_TIMEOUT']:
+        raise ValueError('WORKER_RETRY_MAX_SECONDS must stay below CELERY_VISIBILITY_TIMEOUT')
     return {
         'broker_url': config['CELERY_BROKER_URL'],
         'broker_connection_retry_on_startup': True,
