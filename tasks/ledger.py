@@ -4,9 +4,12 @@ A job goes queued -> running -> succeeded | failed. The worker completes a
 job in the same transaction as its effect, so a job is applied at most once
 whatever the broker delivers.
 """
-from sqlalchemy import BigInteger, Column, DateTime, Index, Integer, String, Text, func, update
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy import (BigInteger, Column, DateTime, Index, Integer, String, Text, func, insert,
+                        select, update)
+from sqlalchemy.dialects.postgresql import JSONB, insert as pg_insert
+from sqlalchemy import text
 
+from pg.exceptions import translate
 from pg.orm import BaseModel
 
 QUEUED, RUNNING, SUCCEEDED, FAILED = 'queued', 'running', 'succeeded', 'failed'
@@ -19,6 +22,8 @@ class Job(BaseModel):
     __table_args__ = (
         Index('ix_jobs_status_created', 'status', 'created_at'),
         Index('ix_jobs_kind_created', 'kind', 'created_at'),
+        Index('ux_jobs_idempotency', 'idempotency_scope', 'idempotency_key', unique=True,
+              postgresql_where=text('idempotency_key IS NOT NULL')),
     )
 
     id = Column(BigInteger, primary_key=True)
@@ -29,6 +34,10 @@ class Job(BaseModel):
     result = Column(JSONB)
     error = Column(Text)
     finished_at = Column(DateTime(timezone=True))
+    # Idempotency-Key of the request, scoped per API token, and the digest of its body.
+    idempotency_scope = Column(String(64))
+    idempotency_key = Column(Text)
+    request_digest = Column(String(64))
 
     def public(self):
         """The job as the HTTP API shows it."""
@@ -44,11 +53,12 @@ def claim(session, job_id):
     """Mark an unfinished job running and count the attempt (committed at once,
     so a worker that dies mid-job leaves a trace). Returns the attempt number,
     or None when the job is unknown or already finished (a duplicate delivery)."""
-    attempts = session.execute(
-        update(Job).where(Job.id == job_id, Job.status.in_((QUEUED, RUNNING)))
-        .values(status=RUNNING, attempts=Job.attempts + 1, updated_at=func.now())
-        .returning(Job.attempts)).scalar()
-    session.commit()
+    with translate():
+        attempts = session.execute(
+            update(Job).where(Job.id == job_id, Job.status.in_((QUEUED, RUNNING)))
+            .values(status=RUNNING, attempts=Job.attempts + 1, updated_at=func.now())
+            .returning(Job.attempts)).scalar()
+        session.commit()
     return attempts
 
 
@@ -57,7 +67,52 @@ def settle(session, job_id, status, *, result=None, error=None, from_status=RUNN
     values = {'status': status, 'error': error, 'updated_at': func.now()}
     if status in FINISHED:
         values.update(result=result, finished_at=func.now())
-    done = session.execute(
-        update(Job).where(Job.id == job_id, Job.status == from_status).values(**values)
-        .returning(Job.id)).scalar()
+    with translate():
+        done = session.execute(
+            update(Job).where(Job.id == job_id, Job.status == from_status).values(**values)
+            .returning(Job.id)).scalar()
     return done is not None
+
+
+class IdempotencyConflict(Exception):
+    """The Idempotency-Key was already used with another request."""
+
+    def __init__(self, message=None):
+        super().__init__(message or self.__doc__)
+
+
+def record(session, kind, payloads, *, scope=None, keys=None, digests=None):
+    """Insert one queued job per payload (not committed); return (ids, created).
+
+    With idempotency `keys` (one per payload, with the `digests` of the
+    requests), keys already recorded in `scope` insert nothing: their jobs'
+    ids come back with created False. Raises IdempotencyConflict when a key
+    was used for another request."""
+    with translate():
+        return _record(session, kind, payloads, scope, keys, digests)
+
+
+def _record(session, kind, payloads, scope, keys, digests):
+    rows = [{'kind': kind, 'payload': p, 'status': QUEUED, 'attempts': 0} for p in payloads]
+    if keys is None:
+        stmt = insert(Job).returning(Job.id, sort_by_parameter_order=True)
+        return session.scalars(stmt, rows).all(), True
+    for row, key, digest in zip(rows, keys, digests):
+        row.update(idempotency_scope=scope, idempotency_key=key, request_digest=digest)
+    # Waits for a concurrent insert of the same key to commit, then skips the row.
+    stmt = pg_insert(Job).on_conflict_do_nothing(
+        index_elements=['idempotency_scope', 'idempotency_key'],
+        index_where=Job.idempotency_key.isnot(None)).returning(Job.idempotency_key, Job.id)
+    inserted = dict(session.execute(stmt, rows).all())
+    if len(inserted) == len(rows):
+        return [inserted[k] for k in keys], True
+    if inserted:
+        raise IdempotencyConflict()
+    found = session.execute(
+        select(Job.idempotency_key, Job.id, Job.kind, Job.request_digest)
+        .where(Job.idempotency_scope == scope, Job.idempotency_key.in_(keys))).all()
+    by_key = {key: (job_id, job_kind, digest) for key, job_id, job_kind, digest in found}
+    if len(by_key) != len(keys) or any(
+            by_key[k][1] != kind or by_key[k][2] != d for k, d in zip(keys, digests)):
+        raise IdempotencyConflict()
+    return [by_key[k][0] for k in keys], False

@@ -15,6 +15,22 @@ DATABASE2_URL = os.environ.get('TEST_DATABASE2_URL', 'postgresql://ds:dsps@127.0
 collect_ignore = ['seed_examples']
 
 
+@pytest.fixture(scope='session', autouse=True)
+def fresh_schema():
+    """Every table dropped and made again once per run, so the schema is the
+    models' own even where an older run left other tables."""
+    from sqlalchemy import create_engine
+
+    import tasks
+    from pg.orm import BaseModel
+    tasks.load_all()
+    for url in (DATABASE_URL, DATABASE2_URL):
+        engine = create_engine(url)
+        BaseModel.metadata.drop_all(engine)
+        BaseModel.metadata.create_all(engine)
+        engine.dispose()
+
+
 @pytest.fixture
 def env():
     """The environment of a service on both test databases."""

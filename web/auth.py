@@ -1,8 +1,9 @@
 """Bearer-token authentication: when FLASK_API_TOKENS is set, every request
 but the health check must carry one of its tokens."""
+import hashlib
 import hmac
 
-from flask import current_app, request
+from flask import current_app, g, request
 
 from web.errors import ApiError
 
@@ -25,6 +26,7 @@ def require_token():
     if scheme.lower() != 'bearer' or not any(matched):
         raise ApiError(401, 'a valid bearer token is required',
                        headers={'WWW-Authenticate': 'Bearer'})
+    g.api_token_fingerprint = hashlib.sha256(given).hexdigest()[:32]
 
 
 def init_auth(app):

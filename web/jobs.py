@@ -6,7 +6,8 @@ from flask import Blueprint, current_app, request, url_for
 
 from tasks import REGISTRY
 from tasks.kinds import InvalidPayload
-from tasks.ledger import FAILED, QUEUED, STATUSES, Job
+from tasks.ledger import FAILED, QUEUED, STATUSES, IdempotencyConflict, Job, record
+from web import idempotency
 from web.errors import ApiError
 from worker import publish
 
@@ -117,20 +118,29 @@ def _stored(kind, payload, prefix=()):
         raise ApiError(400, f'{path} {message}', errors=[{'path': path, 'message': message}])
 
 
-def _enqueue(kind, payloads):
-    """Record the jobs (committed), then publish them. If the broker is down,
-    take the jobs back and answer 503: nothing is left half-accepted."""
+def _enqueue(kind, payloads, stored, keys=None):
+    """Record the jobs (committed), then publish them; return (ids, created).
+
+    A request replayed with its Idempotency-Key records and publishes nothing.
+    If the broker is down, the new jobs are taken back and the answer is 503:
+    nothing is left half-accepted."""
     db = current_app.extensions['pg']
-    jobs = [Job(kind=kind.name, payload=p, status=QUEUED) for p in payloads]
-    Job.objects.add_all(jobs)
-    db.pool.commit()
-    ids = [job.id for job in jobs]
+    session = db.pool.connection().session
+    digests = keys and [idempotency.digest(kind.name, p) for p in payloads]
     try:
-        publish(current_app.extensions['celery'], ids, kind.name)
-    except Exception:
-        _withdraw(db, ids)
-        raise
-    return ids
+        ids, created = record(session, kind.name, stored, scope=idempotency.scope(),
+                              keys=keys, digests=digests)
+    except IdempotencyConflict:
+        db.pool.rollback()
+        raise ApiError(422, f'{idempotency.HEADER} was already used with another request')
+    db.pool.commit()
+    if created:
+        try:
+            publish(current_app.extensions['celery'], ids, kind.name)
+        except Exception:
+            _withdraw(db, ids)
+            raise
+    return ids, created
 
 
 def _withdraw(db, ids):
@@ -140,9 +150,9 @@ def _withdraw(db, ids):
     db.pool.commit()
 
 
-def _accepted(job_id, kind_name):
+def _accepted(job_id, kind_name, status=QUEUED):
     status_url = url_for('jobs.get_job', job_id=job_id)
-    body = {'id': job_id, 'kind': kind_name, 'status': QUEUED, 'status_url': status_url}
+    body = {'id': job_id, 'kind': kind_name, 'status': status, 'status_url': status_url}
     return body, 202, {'Location': status_url}
 
 
@@ -153,8 +163,11 @@ def create_job(kind_name):
     errors = validation_errors(kind, payload)
     if errors:
         raise ApiError(400, f'invalid {kind.name} payload: {_summary(errors)}', errors=errors)
-    [job_id] = _enqueue(kind, [_stored(kind, payload)])
-    return _accepted(job_id, kind.name)
+    keys = idempotency.request_keys()
+    [job_id], created = _enqueue(kind, [payload], [_stored(kind, payload)], keys)
+    if created:
+        return _accepted(job_id, kind.name)
+    return _accepted(job_id, kind.name, _job(job_id).status)
 
 
 @bp.post('/jobs/<kind_name>/batch')
@@ -171,8 +184,10 @@ def create_batch(kind_name):
         if errors:
             raise ApiError(400, f'item {index} is not a valid {kind.name} payload: '
                                 f'{_summary(errors)}', errors=errors)
+    keys = idempotency.request_keys(len(payloads))
     stored = [_stored(kind, p, prefix=(i,)) for i, p in enumerate(payloads)]
-    return {'ids': _enqueue(kind, stored)}, 202
+    ids, _ = _enqueue(kind, payloads, stored, keys)
+    return {'ids': ids}, 202
 
 
 def _job(job_id):
