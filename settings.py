@@ -54,6 +54,8 @@ SETTINGS = {
         30.0, float, 'Cap of the retry delay (below CELERY_VISIBILITY_TIMEOUT).'),
     'WORKER_SWEEP_AGE_SECONDS': Setting(
         120.0, float, 'A job queued this long is published again by the sweep (lost message).'),
+    'WORKER_STALE_RUNNING_SECONDS': Setting(
+        60.0, float, 'A job running this long without its row lock held (its worker died) is run again.'),
     'WORKER_SWEEP_EVERY_SECONDS': Setting(
         30.0, float, 'How often beat runs the recovery sweep.'),
 }

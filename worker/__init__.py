@@ -25,7 +25,8 @@ def init_celery(app):
     @celery.task(name='jobs.sweep', shared=False)
     def sweep():
         from worker.sweep import republish_stale
-        return republish_stale(app.config['WORKER_SWEEP_AGE_SECONDS'])
+        return republish_stale(app.config['WORKER_SWEEP_AGE_SECONDS'],
+                               app.config['WORKER_STALE_RUNNING_SECONDS'])
 
     celery.conf.beat_schedule = {
         'sweep': {'task': 'jobs.sweep', 'schedule': app.config['WORKER_SWEEP_EVERY_SECONDS']},

@@ -50,6 +50,10 @@ def run_job(task, job_id):
                          max_retries=None, exc=error)
     if attempt is None:
         return 'duplicate'
+    if attempt > config['WORKER_MAX_ATTEMPTS']:
+        # Earlier attempts died with their worker (killed, out of memory): stop here.
+        _record(session, job_id, FAILED, f'gave up after {attempt - 1} attempts: worker lost')
+        return FAILED
     try:
         applied = _apply(session, job_id)
         session.commit()

@@ -1,9 +1,8 @@
-"""The recovery sweep (run by beat): a job whose message the broker lost is
-found in the ledger, still queued, and published again."""
+"""The recovery sweep (run by beat): a job whose message the broker lost, or
+whose worker died, is found in the ledger and published again."""
 import logging
 
 from flask import current_app
-from sqlalchemy import text
 
 from worker import publish
 
@@ -11,19 +10,27 @@ log = logging.getLogger(__name__)
 
 SWEEP_BATCH = 1000
 
+# A running job's row is locked while its worker applies it, so SKIP LOCKED
+# passes over live jobs: only a job whose worker is gone can be taken.
+STALE_JOBS = '''
+UPDATE jobs SET status = :queued, updated_at = now() WHERE id IN (
+    SELECT id FROM jobs
+    WHERE (status = :queued AND updated_at < now() - make_interval(secs => :queued_age))
+       OR (status = :running AND updated_at < now() - make_interval(secs => :running_age))
+    ORDER BY id LIMIT :limit
+    FOR UPDATE SKIP LOCKED)
+RETURNING id, kind
+'''
 
-def republish_stale(age_seconds, limit=SWEEP_BATCH):
-    """Publish again the jobs left queued longer than `age_seconds`; return
+
+def republish_stale(queued_age, running_age, limit=SWEEP_BATCH):
+    """Publish again the jobs left queued longer than `queued_age` seconds and
+    those left running (by a dead worker) longer than `running_age`; return
     how many. A duplicate message is harmless: the ledger applies a job once."""
+    from tasks.ledger import QUEUED, RUNNING, Job
     db = current_app.extensions['pg']
-    from tasks.ledger import Job
-    rows = Job.objects.raw_sql(
-        'UPDATE jobs SET updated_at = now() WHERE id IN ('
-        ' SELECT id FROM jobs WHERE status = :queued'
-        "  AND updated_at < now() - make_interval(secs => :age)"
-        ' ORDER BY id LIMIT :limit FOR UPDATE SKIP LOCKED)'
-        ' RETURNING id, kind',
-        queued='queued', age=age_seconds, limit=limit).fetchall()
+    rows = Job.objects.raw_sql(STALE_JOBS, queued=QUEUED, running=RUNNING, queued_age=queued_age,
+                               running_age=running_age, limit=limit).fetchall()
     db.pool.commit()
     by_kind = {}
     for job_id, kind in rows:
@@ -33,5 +40,5 @@ def republish_stale(age_seconds, limit=SWEEP_BATCH):
         if kind in celery.tasks:
             publish(celery, ids, kind)
     if rows:
-        log.warning('sweep: published %d stale queued jobs again', len(rows))
+        log.warning('sweep: published %d stale jobs again', len(rows))
     return len(rows)

@@ -1,0 +1,42 @@
+"""The recovery sweep against the real database and broker (no worker runs)."""
+from sqlalchemy import text
+
+from tests.integration.test_web import GENRE, app, broker, clean, client, make_app  # noqa: F401
+from worker.sweep import republish_stale
+
+
+def _age(app, job_id, status, seconds):
+    from tasks.ledger import Job
+    with app.app_context():
+        Job.objects.raw_sql(
+            'UPDATE jobs SET status = :s, updated_at = now() - make_interval(secs => :a) '
+            'WHERE id = :i', s=status, a=seconds, i=job_id)
+        app.extensions['pg'].pool.commit()
+
+
+def _status(app, job_id):
+    from tasks.ledger import Job
+    with app.app_context():
+        return Job.objects.raw_sql('SELECT status FROM jobs WHERE id = :i', i=job_id).scalar()
+
+
+def test_sweep_republishes_only_what_is_stale_and_unlocked(app, client, broker):
+    ids = [client.post('/jobs/genre.create', json=GENRE).json['id'] for _ in range(4)]
+    old_queued, young_queued, dead_running, live_running = ids
+    _age(app, old_queued, 'queued', 100)
+    _age(app, dead_running, 'running', 100)
+    _age(app, live_running, 'running', 100)
+    broker.delete('jobs')
+    engine = app.extensions['pg'].pool.connection().engine
+    with engine.connect() as worker_alive:
+        worker_alive.execute(text('SELECT id FROM jobs WHERE id = :i FOR UPDATE'),
+                             {'i': live_running})
+        with app.app_context():
+            assert republish_stale(queued_age=10, running_age=10) == 2
+        worker_alive.rollback()
+    assert broker.llen('jobs') == 2
+    assert _status(app, dead_running) == 'queued'
+    assert _status(app, live_running) == 'running'
+    with app.app_context():
+        assert republish_stale(queued_age=10, running_age=10) == 1  # the live one, now unlocked
+        assert republish_stale(queued_age=10, running_age=10) == 0  # updated_at was refreshed
