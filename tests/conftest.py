@@ -15,6 +15,17 @@ DATABASE2_URL = os.environ.get('TEST_DATABASE2_URL', 'postgresql://ds:dsps@127.0
 collect_ignore = ['seed_examples']
 
 
+def pytest_addoption(parser):
+    parser.addoption('--big', action='store_true',
+                     help='run the fault and chaos tests at their big size')
+
+
+@pytest.fixture(scope='session')
+def big(request):
+    """True when the suite runs at the big size (--big)."""
+    return request.config.getoption('--big')
+
+
 @pytest.fixture(scope='session', autouse=True)
 def fresh_schema():
     """Every table dropped and made again once per run, so the schema is the

@@ -202,3 +202,45 @@ def test_beat_sweeps_up_a_job_whose_message_was_lost(clean):
         svc.stop('beat')
     assert job['status'] == 'succeeded', beat.log()
     assert svc.sql("SELECT count(*) FROM genre WHERE name = 'swept'")[0][0] == 1
+
+
+def test_dead_letters_are_listed_and_a_retry_is_applied_once(clean):
+    svc = clean
+    user_id = make_user(svc, credit=5)
+    debit = svc.run('user.credit', {'user_id': user_id, 'amount': -8})
+    assert debit['status'] == 'failed'
+    failed = svc.http.get(f'{svc.url}/jobs?status=failed').json()['jobs']
+    assert [(j['id'], j['error']) for j in failed] == [(debit['id'], debit['error'])]
+    assert 'below 0' in failed[0]['error']
+
+    svc.run('user.credit', {'user_id': user_id, 'amount': 10})
+    retried = svc.http.post(f'{svc.url}/jobs/{debit["id"]}/retry')
+    assert retried.status_code == 202 and retried.json()['id'] == debit['id']
+    job = svc.wait_jobs([debit['id']])[debit['id']]
+    assert job['status'] == 'succeeded' and job['error'] is None and job['attempts'] == 2
+    again = svc.http.post(f'{svc.url}/jobs/{debit["id"]}/retry')
+    assert again.status_code == 409
+    time.sleep(0.5)
+    assert credit_of(svc, user_id) == 7
+    assert svc.http.get(f'{svc.url}/jobs?status=failed').json()['jobs'] == []
+
+
+def test_fifty_concurrent_posts_with_one_key_make_one_job(clean):
+    svc = clean
+    from concurrent.futures import ThreadPoolExecutor
+    barrier = threading.Barrier(50)
+
+    def post(_):
+        barrier.wait()
+        return svc.post('genre.create', {'name': 'keyed', 'description': 'd'},
+                        headers={'Idempotency-Key': 'same-key'})
+
+    with ThreadPoolExecutor(50) as pool:
+        responses = list(pool.map(post, range(50)))
+    assert {r.status_code for r in responses} == {202}
+    ids = {r.json()['id'] for r in responses}
+    assert len(ids) == 1
+    svc.wait_jobs(ids)
+    time.sleep(0.5)
+    assert svc.sql("SELECT count(*) FROM jobs WHERE idempotency_key = 'same-key'")[0][0] == 1
+    assert svc.sql("SELECT count(*) FROM genre WHERE name = 'keyed'")[0][0] == 1

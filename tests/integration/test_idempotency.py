@@ -94,3 +94,22 @@ def test_a_key_is_free_again_when_the_broker_refused_the_job(make_app, clean):
     response = up.post('/jobs/genre.create', json=GENRE, headers=KEY)
     assert response.status_code == 202
     assert [j['id'] for j in stored_jobs(clean)] == [response.json['id']]
+
+
+def test_retry_revalidates_the_stored_payload(client, app, broker):
+    from tasks.ledger import Job
+    ids = [client.post('/jobs/genre.create', json=GENRE).json['id'] for _ in range(2)]
+    with app.app_context():
+        Job.objects.raw_sql("UPDATE jobs SET status = 'failed', error = 'boom' WHERE id = ANY(:i)",
+                            i=ids)
+        Job.objects.raw_sql("UPDATE jobs SET payload = CAST(:p AS jsonb) WHERE id = :i",
+                            p='{"name": "x", "colour": "red"}', i=ids[1])
+        app.extensions['pg'].pool.commit()
+    before = broker.llen('jobs')
+    ok = client.post(f'/jobs/{ids[0]}/retry')
+    assert ok.status_code == 202 and ok.json['status'] == 'queued'
+    assert client.get(f'/jobs/{ids[0]}').json['error'] is None
+    stale = client.post(f'/jobs/{ids[1]}/retry')
+    assert stale.status_code == 422 and stale.json['code'] == 422
+    assert {e['path'] for e in stale.json['errors']} == {'/colour', '/description'}
+    assert broker.llen('jobs') == before + 1
