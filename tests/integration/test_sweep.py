@@ -40,3 +40,13 @@ def test_sweep_republishes_only_what_is_stale_and_unlocked(app, client, broker):
     with app.app_context():
         assert republish_stale(queued_age=10, running_age=10) == 1  # the live one, now unlocked
         assert republish_stale(queued_age=10, running_age=10) == 0  # updated_at was refreshed
+
+
+def test_queued_jobs_behind_a_backlog_are_left_alone(app, client, broker):
+    waiting, stale = [client.post('/jobs/genre.create', json=GENRE).json['id'] for _ in range(2)]
+    _age(app, stale, 'queued', 100)
+    with app.app_context():
+        assert republish_stale(queued_age=10, running_age=10) == 0  # a message still waits
+    broker.delete('jobs')
+    with app.app_context():
+        assert republish_stale(queued_age=10, running_age=10) == 1
