@@ -29,6 +29,7 @@ class Kind:
     prepare: Callable = None
     description: str = ''
     validator: Draft202012Validator = field(repr=False, default=None)
+    batch_limit: int = None
 
     def stored_payload(self, payload):
         """The payload as the ledger keeps it (`prepare` may hash secrets)."""
@@ -38,11 +39,13 @@ class Kind:
 REGISTRY = {}
 
 
-def kind(name, schema, prepare=None):
+def kind(name, schema, prepare=None, batch_limit=None):
     """Register the decorated function as the handler of job kind `name`.
 
     `prepare`, if given, turns a valid payload into the form the ledger keeps
     (run by the web front before recording; a ValueError from it is a 400).
+    `batch_limit` caps a batch of this kind below FLASK_BATCH_LIMIT (for a
+    costly `prepare`).
 
     The handler takes the validated payload (a dict), runs inside the job's
     transaction, and returns the job's JSON result; it raises JobFailed (or
@@ -56,7 +59,7 @@ def kind(name, schema, prepare=None):
         if name in REGISTRY and REGISTRY[name].handler is not handler:
             raise ValueError(f'kind {name} is registered twice')
         REGISTRY[name] = Kind(
-            name=name, schema=schema, handler=handler, prepare=prepare,
+            name=name, schema=schema, handler=handler, prepare=prepare, batch_limit=batch_limit,
             description=(handler.__doc__ or '').strip().split('\n')[0],
             validator=Draft202012Validator(schema,
                                            format_checker=Draft202012Validator.FORMAT_CHECKER))

@@ -3,6 +3,7 @@ import json
 import re
 
 from flask import Blueprint, current_app, request, url_for
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from tasks import REGISTRY
 from tasks.kinds import InvalidPayload
@@ -31,7 +32,7 @@ def _refuse_constant(name):
 
 # What PostgreSQL cannot store in jsonb/text: NUL, and (escaped) unpaired surrogates.
 UNSTORABLE = re.compile('[\x00\ud800-\udfff]')
-ESCAPED_UNSTORABLE = re.compile(rb'\\u(0000|[dD][89a-fA-F])')
+ESCAPED_UNSTORABLE = re.compile(r'\\u(0000|[dD][89a-fA-F])')
 
 
 def _unstorable_string(document):
@@ -53,20 +54,39 @@ def _unstorable_string(document):
     return None
 
 
+def _streamed_past_the_limit(raw):
+    """Whether a body sent without Content-Length (chunked) went on past
+    MAX_CONTENT_LENGTH: werkzeug then hands over the first MAX_CONTENT_LENGTH
+    bytes without an error, so one byte more is looked for here."""
+    limit = request.max_content_length
+    return (request.content_length is None and limit is not None and len(raw) >= limit
+            and bool(request.environ['wsgi.input'].read(1)))
+
+
 def json_body():
     """The request's JSON document. 415 unless sent as JSON, 413 past
-    FLASK_MAX_CONTENT_LENGTH, 400 unless it parses."""
+    FLASK_MAX_CONTENT_LENGTH, 400 unless it is UTF-8 and parses."""
     if not request.is_json:
         raise ApiError(415, 'send the body as application/json')
     raw = request.get_data(cache=False)
+    if _streamed_past_the_limit(raw):
+        raise RequestEntityTooLarge()
+    # JSON is UTF-8 (RFC 8259 8.1; a leading BOM is ignored). Decoded here, strictly:
+    # json.loads(bytes) would also take UTF-16/32, whose escapes the check below
+    # cannot see, and UTF-8-encoded surrogates (it decodes with 'surrogatepass').
     try:
-        document = json.loads(raw, parse_constant=_refuse_constant)
+        text = raw.decode('utf-8-sig')
+    except UnicodeDecodeError as error:
+        raise ApiError(400, f'the body is not valid UTF-8: {error.reason} '
+                            f'at byte {error.start}') from None
+    try:
+        document = json.loads(text, parse_constant=_refuse_constant)
     except RecursionError:
         raise ApiError(400, 'the body is nested too deeply') from None
-    except ValueError as error:  # includes invalid UTF-8
+    except ValueError as error:
         raise ApiError(400, f'the body is not valid JSON: {str(error)[:MAX_MESSAGE]}') from None
-    # Raw NUL and surrogates cannot reach here (json and UTF-8 refuse them): only escapes can.
-    path = _unstorable_string(document) if ESCAPED_UNSTORABLE.search(raw) else None
+    # Raw NUL and surrogates cannot reach here (json, strict UTF-8 refuse them): only escapes can.
+    path = _unstorable_string(document) if ESCAPED_UNSTORABLE.search(text) else None
     if path is not None:
         message = 'a string holds \\u0000 or an unpaired surrogate, which cannot be stored'
         raise ApiError(400, f'{path[:MAX_MESSAGE]} {message}',
@@ -81,16 +101,17 @@ def _pointer(prefix, path):
 
 def _entries(error, prefix):
     """Report/pointer pairs for one violation; a missing or unknown field is
-    pointed at by name rather than at the object that holds it."""
+    pointed at by name rather than at the object that holds it. Lazy: an
+    object may hold 100,000 unknown fields, and only the first few are reported."""
     path = [*prefix, *error.absolute_path]
     instance = error.instance if isinstance(error.instance, dict) else None
     if instance is not None and error.validator == 'required':
-        return [(_pointer(path, [name]), 'is required')
-                for name in error.validator_value if name not in instance]
+        return ((_pointer(path, [name]), 'is required')
+                for name in error.validator_value if name not in instance)
     if instance is not None and error.validator == 'additionalProperties':
         known = set(error.schema.get('properties', {}))
-        return [(_pointer(path, [name]), 'is not an allowed field')
-                for name in instance if name not in known]
+        return ((_pointer(path, [name]), 'is not an allowed field')
+                for name in instance if name not in known)
     return [(_pointer(path, []), error.message[:MAX_MESSAGE])]
 
 
@@ -98,8 +119,11 @@ def validation_errors(kind, payload, prefix=()):
     """The schema violations of a payload (at most 20), each with its JSON pointer."""
     errors = {}
     for error in kind.validator.iter_errors(payload):
+        # One violation may name many fields (additionalProperties: one per unknown key).
         for path, message in _entries(error, prefix):
             errors.setdefault(path, message)
+            if len(errors) >= MAX_REPORTED_ERRORS:
+                break
         if len(errors) >= MAX_REPORTED_ERRORS:
             break
     return [{'path': path, 'message': message} for path, message in sorted(errors.items())]
@@ -110,6 +134,7 @@ def _summary(errors):
 
 
 def _stored(kind, payload, prefix=()):
+    """The payload as the ledger keeps it; a ValueError of `prepare` is a 400."""
     try:
         return kind.stored_payload(payload)
     except ValueError as error:
@@ -174,11 +199,11 @@ def create_job(kind_name):
 def create_batch(kind_name):
     kind = _kind(kind_name)
     payloads = json_body()
-    limit = current_app.config['FLASK_BATCH_LIMIT']
+    limit = min(current_app.config['FLASK_BATCH_LIMIT'], kind.batch_limit or float('inf'))
     if not isinstance(payloads, list) or not payloads:
         raise ApiError(400, 'a batch is a non-empty JSON array of payloads')
     if len(payloads) > limit:
-        raise ApiError(400, f'a batch holds at most {limit} jobs')
+        raise ApiError(400, f'a batch of {kind.name} holds at most {limit} jobs')
     for index, payload in enumerate(payloads):
         errors = validation_errors(kind, payload, prefix=(index,))
         if errors:

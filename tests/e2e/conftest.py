@@ -91,7 +91,7 @@ class Service:
             try:
                 if self.http.get(self.url + '/health', timeout=2).status_code == 200:
                     return
-            except requests.ConnectionError:
+            except requests.RequestException:
                 pass
             time.sleep(0.2)
         raise AssertionError('the web front did not come up:\n' + self.processes['web'].log())

@@ -43,8 +43,14 @@ class Killer(threading.Thread):
                 worker.wait()
                 self.kills['main process'] += 1
                 self.svc.processes.pop('worker').stop()
-                self.svc.start('worker')
+                self._wait_ready(self.svc.start('worker').popen.pid)
             self.last_kill = time.monotonic()
+
+    def _wait_ready(self, pid, timeout=30):
+        """Give a restarted worker the time to start its pool before the next kill."""
+        deadline = time.monotonic() + timeout
+        while not pool_children(pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
 
 
 def test_jobs_survive_repeated_worker_kills(clean, big):
