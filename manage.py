@@ -63,7 +63,7 @@ def cmd_setup(args):
 def cmd_test(args):
     """Run the test suite (or the tests under --q) with pytest."""
     cmd_setup(args)
-    pytest_args = ['-q', args.q or 'tests', *args.pytest_args]
+    pytest_args = ['-q', args.q or 'tests', *args.extra]
     os.chdir(ROOT)
     return subprocess.call([sys.executable, '-m', 'pytest', *pytest_args])
 
@@ -119,6 +119,17 @@ def cmd_run(args):
     os.execv(honcho, [honcho, 'start', '-f', 'Procfile', *args.processes])
 
 
+def cmd_bench(args):
+    """Benchmark the service against the naive stack (needs wrk)."""
+    import shutil
+    if not shutil.which('wrk'):
+        sys.exit('the benchmark needs wrk: apt-get install wrk')
+    from pg.provision import ensure_databases
+    from bench.run import DB_URL, main
+    ensure_databases(os.environ.get('PG_ADMIN_URL', ADMIN_DB), [DB_URL])
+    return main(args.extra)
+
+
 def parser():
     p = argparse.ArgumentParser(prog='manage.py', description=__doc__)
     sub = p.add_subparsers(dest='command', required=True)
@@ -131,6 +142,9 @@ def parser():
     r = sub.add_parser('run', help=cmd_run.__doc__)
     r.add_argument('processes', nargs='*', help='only these Procfile processes (default: all)')
     r.set_defaults(func=cmd_run)
+    b = sub.add_parser('bench', help=cmd_bench.__doc__, add_help=False,
+                       epilog='Options: --seconds N, --scenarios a,b, --no-naive')
+    b.set_defaults(func=cmd_bench)
     d = sub.add_parser('db', help=cmd_db.__doc__)
     d.add_argument('action', choices=['sync', 'clean'])
     d.set_defaults(func=cmd_db)
@@ -141,9 +155,9 @@ def parse(argv):
     """Parse the command line; only `test` takes unknown arguments (for pytest)."""
     p = parser()
     args, extra = p.parse_known_args(argv)
-    if extra and args.command != 'test':
+    if extra and args.command not in ('test', 'bench'):
         p.error(f'unrecognized arguments: {" ".join(extra)}')
-    args.pytest_args = extra
+    args.extra = extra
     return args
 
 

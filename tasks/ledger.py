@@ -66,7 +66,7 @@ def settle(session, job_id, status, *, result=None, error=None, from_status=RUNN
     """Set the status of a job that is still `from_status`; True if it was."""
     values = {'status': status, 'error': error, 'updated_at': func.now()}
     if status in FINISHED:
-        values.update(result=result, finished_at=func.now())
+        values.update(result=result, finished_at=func.clock_timestamp())
     with translate():
         done = session.execute(
             update(Job).where(Job.id == job_id, Job.status == from_status).values(**values)

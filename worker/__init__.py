@@ -20,7 +20,11 @@ def init_celery(app):
     celery = Celery(app.import_name, task_cls=FlaskTask)
     celery.conf.update(celery_config(app.config))
     for name in load_all():
-        celery.task(name=name, bind=True, shared=False)(run_job)
+        # max_retries=None here: Celery's retry(max_retries=None) means "the
+        # task's limit" (3 by default), not "no limit". run_job bounds its
+        # attempts itself (WORKER_MAX_ATTEMPTS) and waits out an unreachable
+        # database for as long as it takes.
+        celery.task(name=name, bind=True, shared=False, max_retries=None)(run_job)
 
     @celery.task(name='jobs.sweep', shared=False)
     def sweep():

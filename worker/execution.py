@@ -61,7 +61,13 @@ def run_job(task, job_id):
     except TransientError as error:
         session.rollback()
         if attempt < config['WORKER_MAX_ATTEMPTS']:
-            _record(session, job_id, QUEUED, error)
+            try:
+                _record(session, job_id, QUEUED, error)
+            except TransientError:
+                # The database is still away: retry all the same (the job stays
+                # running and the retry claims it again) rather than fail the
+                # task, whose message Celery would ack, leaving it to the sweep.
+                session.rollback()
             raise task.retry(countdown=backoff(attempt, config), max_retries=None, exc=error)
         _record(session, job_id, FAILED, f'gave up after {attempt} attempts: {error}')
         return FAILED

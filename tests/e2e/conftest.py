@@ -3,7 +3,6 @@ against the machine's PostgreSQL and Redis (a Redis database of the tests' own).
 import os
 import signal
 import socket
-import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -11,11 +10,10 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import redis
 import requests
-from honcho.environ import parse_procfile
 
+from bench.processes import Process
 from tests.conftest import DATABASE_URL
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BROKER_URL = os.environ.get('TEST_BROKER_URL', 'redis://127.0.0.1:6379/12')
 FLOWER_AUTH = 'flower:e2e-secret'
 FINISHED = ('succeeded', 'failed')
@@ -25,37 +23,6 @@ def free_port():
     with socket.socket() as s:
         s.bind(('127.0.0.1', 0))
         return s.getsockname()[1]
-
-
-def procfile_command(name):
-    with open(os.path.join(ROOT, 'Procfile')) as f:
-        return parse_procfile(f.read()).processes[name]
-
-
-class Process:
-    """One Procfile process, in its own process group, logging to a file."""
-
-    def __init__(self, name, env, log_dir):
-        self.name = name
-        self.log_path = os.path.join(log_dir, f'{name}.log')
-        self._log = open(self.log_path, 'ab')
-        self.popen = subprocess.Popen(['/bin/sh', '-c', 'exec ' + procfile_command(name)],
-                                      cwd=ROOT, env=env, stdout=self._log,
-                                      stderr=subprocess.STDOUT, start_new_session=True)
-
-    def log(self):
-        with open(self.log_path, errors='replace') as f:
-            return f.read()
-
-    def stop(self, sig=signal.SIGTERM, timeout=20):
-        if self.popen.poll() is None:
-            os.killpg(self.popen.pid, sig)
-            try:
-                self.popen.wait(timeout)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.popen.pid, signal.SIGKILL)
-                self.popen.wait()
-        self._log.close()
 
 
 class Service:

@@ -8,15 +8,9 @@ import threading
 import time
 from collections import Counter
 
+from bench.processes import children as pool_children
+
 DRAIN_DEADLINE_SECONDS = 120
-
-
-def pool_children(pid):
-    try:
-        with open(f'/proc/{pid}/task/{pid}/children') as f:
-            return [int(p) for p in f.read().split()]
-    except FileNotFoundError:
-        return []
 
 
 class Killer(threading.Thread):

@@ -9,7 +9,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 def test_seed_test_command_forms_parse():
     args = manage.parse(['test', '--q', 'tests/unit/test_settings.py::x', '-x'])
-    assert args.q == 'tests/unit/test_settings.py::x' and args.pytest_args == ['-x']
+    assert args.q == 'tests/unit/test_settings.py::x' and args.extra == ['-x']
     assert manage.parse(['test']).q is None
 
 
