@@ -5,7 +5,7 @@ import random
 
 from flask import current_app
 
-from pg.exceptions import PgError, TransientError
+from pg.exceptions import PgError, TransientError, translate
 from tasks import REGISTRY, JobFailed
 from tasks.ledger import FAILED, QUEUED, RUNNING, SUCCEEDED, Job, claim, settle
 
@@ -39,15 +39,19 @@ def run_job(task, job_id):
     Returns the job's final status, or 'duplicate' when it was already finished;
     raises celery's Retry to try again later."""
     config = current_app.config
-    db = current_app.extensions['pg']
-    session = db.pool.connection().session
+    session = current_app.extensions['pg'].pool.connection().session
     try:
-        attempt = claim(session, job_id)
+        return _run(task, job_id, session, config)
     except TransientError as error:
-        session.rollback()
-        # The job was not touched: wait for the database without counting an attempt.
-        raise task.retry(countdown=backoff(task.request.retries + 1, config),
-                         max_retries=None, exc=error)
+        # The database went away before the outcome was committed: nothing of this
+        # attempt stays, so try again later (without counting it) rather than fail
+        # the task, whose message Celery would ack, leaving the job to the sweep.
+        _rollback(session)
+        raise task.retry(countdown=backoff(task.request.retries + 1, config), exc=error)
+
+
+def _run(task, job_id, session, config):
+    attempt = claim(session, job_id)
     if attempt is None:
         return 'duplicate'
     if attempt > config['WORKER_MAX_ATTEMPTS']:
@@ -56,33 +60,38 @@ def run_job(task, job_id):
         return FAILED
     try:
         applied = _apply(session, job_id)
-        session.commit()
+        with translate():
+            session.commit()
         return SUCCEEDED if applied else 'duplicate'
     except TransientError as error:
-        session.rollback()
+        _rollback(session)
         if attempt < config['WORKER_MAX_ATTEMPTS']:
-            try:
-                _record(session, job_id, QUEUED, error)
-            except TransientError:
-                # The database is still away: retry all the same (the job stays
-                # running and the retry claims it again) rather than fail the
-                # task, whose message Celery would ack, leaving it to the sweep.
-                session.rollback()
-            raise task.retry(countdown=backoff(attempt, config), max_retries=None, exc=error)
+            _record(session, job_id, QUEUED, error)
+            raise task.retry(countdown=backoff(attempt, config), exc=error)
         _record(session, job_id, FAILED, f'gave up after {attempt} attempts: {error}')
         return FAILED
     except (JobFailed, PgError, ValueError) as error:
-        session.rollback()
+        _rollback(session)
         _record(session, job_id, FAILED, error)
         return FAILED
     except Exception as error:
         # The runner is the boundary: a bug in a handler fails its job, never the worker.
-        session.rollback()
+        _rollback(session)
         log.exception('job %s: handler error', job_id)
         _record(session, job_id, FAILED, f'internal error: {type(error).__name__}')
         return FAILED
 
 
+def _rollback(session):
+    try:
+        with translate():
+            session.rollback()
+    except PgError:
+        pass  # a lost connection has nothing left to roll back
+
+
 def _record(session, job_id, status, error):
+    """Write the job's outcome; raises TransientError if the database is away."""
     settle(session, job_id, status, error=str(error)[:2000])
-    session.commit()
+    with translate():
+        session.commit()
