@@ -52,11 +52,11 @@ class Service:
         for name in list(self.processes):
             self.stop(name)
 
-    def wait_web(self, timeout=30):
+    def wait_web(self, timeout=60):
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             try:
-                if self.http.get(self.url + '/health', timeout=2).status_code == 200:
+                if self.http.get(self.url + '/health', timeout=5).status_code == 200:
                     return
             except requests.RequestException:
                 pass

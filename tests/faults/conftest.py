@@ -267,20 +267,6 @@ def fault_env(own_postgres, own_redis, tmp_path):
     return env
 
 
-def wait_web(svc, timeout=60):
-    """Like Service.wait_web, but a slow boot (a read timeout on a loaded
-    machine) is waited out too."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if svc.http.get(svc.url + '/health', timeout=5).status_code == 200:
-                return
-        except requests.RequestException:
-            pass
-        time.sleep(0.2)
-    raise AssertionError('the web front did not come up:\n' + svc.processes['web'].log())
-
-
 @pytest.fixture
 def fault_service(fault_env, own_postgres, own_redis, tmp_path):
     """web, worker and beat running on the test's own PostgreSQL and Redis,
@@ -295,7 +281,7 @@ def fault_service(fault_env, own_postgres, own_redis, tmp_path):
         svc.start('web')
         svc.start('worker')
         svc.start('beat')
-        wait_web(svc)
+        svc.wait_web()
         svc.wait_worker(timeout=60)
         yield svc
     finally:
