@@ -75,7 +75,8 @@ class Bench:
 
     def sql(self, statement, **params):
         with self.engine.begin() as conn:
-            return conn.execute(text(statement), params).fetchall()
+            result = conn.execute(text(statement), params)
+            return result.fetchall() if result.returns_rows else None
 
     def start(self):
         from web import create_app
@@ -151,7 +152,7 @@ class Bench:
 
     def hot_row(self):
         self.reset()
-        self.sql("INSERT INTO users (username, email, credit_score) VALUES ('hot', 'h@x.io', 0)")
+        self.sql("INSERT INTO users (username, email, is_active, credit_score) VALUES ('hot', 'h@x.io', false, 0)")
         progress(f'hot_row: wrk {self.seconds} s on /jobs/user.credit')
         started = time.monotonic()
         accepted = wrk(self.url + '/jobs/user.credit', '{"user_id":1,"amount":1}', self.seconds)

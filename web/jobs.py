@@ -161,7 +161,8 @@ def _enqueue(kind, payloads, stored, keys=None):
     db.pool.commit()
     if created:
         try:
-            publish(current_app.extensions['celery'], ids, kind.name)
+            publish(current_app.extensions['celery'], ids, kind.name,
+                    per_message=current_app.config['WORKER_BATCH_SIZE'])
         except Exception:
             _withdraw(db, ids)
             raise

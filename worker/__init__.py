@@ -40,11 +40,14 @@ def init_celery(app):
     return celery
 
 
-def publish(celery, job_ids, kind):
-    """Send one message per job id (JSON: the id only) over one connection.
+def publish(celery, job_ids, kind, per_message=1):
+    """Send the job ids over one connection (JSON: ids only), one message per
+    job, or per group of `per_message` jobs that the worker applies together.
 
     Raises kombu.exceptions.OperationalError when the broker is unreachable."""
     task = celery.tasks[kind]
+    job_ids = list(job_ids)
     with celery.producer_or_acquire() as producer:
-        for job_id in job_ids:
-            task.apply_async(args=[job_id], producer=producer)
+        for start in range(0, len(job_ids), per_message):
+            group = job_ids[start:start + per_message]
+            task.apply_async(args=[group if len(group) > 1 else group[0]], producer=producer)

@@ -8,6 +8,7 @@ from flask import current_app
 from pg.exceptions import PgError, TransientError, translate
 from tasks import REGISTRY, JobFailed
 from tasks.ledger import FAILED, QUEUED, RUNNING, SUCCEEDED, Job, claim, settle
+from worker.batch import BatchAborted, run_batch
 
 log = logging.getLogger(__name__)
 
@@ -34,12 +35,15 @@ def _apply(session, job_id):
 
 
 def run_job(task, job_id):
-    """Run job `job_id` once, whatever number of times it is delivered.
+    """Run job `job_id` (or a list of job ids, together) once, whatever number
+    of times it is delivered.
 
     Returns the job's final status, or 'duplicate' when it was already finished;
     raises celery's Retry to try again later."""
     config = current_app.config
     session = current_app.extensions['pg'].pool.connection().session
+    if isinstance(job_id, list):
+        return _run_many(task, job_id, session)
     try:
         return _run(task, job_id, session, config)
     except TransientError as error:
@@ -80,6 +84,16 @@ def _run(task, job_id, session, config):
         log.exception('job %s: handler error', job_id)
         _record(session, job_id, FAILED, f'internal error: {type(error).__name__}')
         return FAILED
+
+
+def _run_many(task, job_ids, session):
+    try:
+        return f'{run_batch(session, job_ids)} applied'
+    except BatchAborted as error:
+        log.warning('batch of %d jobs aborted (%s): running them one by one', len(job_ids), error)
+        from worker import publish
+        publish(task.app, job_ids, task.name, per_message=1)
+        return 'split'
 
 
 def _rollback(session):

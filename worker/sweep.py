@@ -55,7 +55,7 @@ def republish_stale(queued_age, running_age, limit=SWEEP_BATCH):
         by_kind.setdefault(kind, []).append(job_id)
     for kind, ids in by_kind.items():
         if kind in celery.tasks:
-            publish(celery, ids, kind)
+            publish(celery, ids, kind, per_message=current_app.config['WORKER_BATCH_SIZE'])
     if rows:
         log.warning('sweep: published %d stale jobs again', len(rows))
     return len(rows)

@@ -244,3 +244,33 @@ def test_fifty_concurrent_posts_with_one_key_make_one_job(clean):
     time.sleep(0.5)
     assert svc.sql("SELECT count(*) FROM jobs WHERE idempotency_key = 'same-key'")[0][0] == 1
     assert svc.sql("SELECT count(*) FROM genre WHERE name = 'keyed'")[0][0] == 1
+
+
+def test_a_batch_is_applied_together_and_exactly_once(clean):
+    svc = clean
+    response = svc.http.post(f'{svc.url}/jobs/genre.create/batch', timeout=30,
+                             json=[{'name': f'b{i}', 'description': 'batch'} for i in range(250)])
+    assert response.status_code == 202
+    ids = response.json()['ids']
+    jobs = svc.wait_jobs(ids)
+    assert {j['status'] for j in jobs.values()} == {'succeeded'}
+    assert all(j['attempts'] == 1 and j['result']['id'] for j in jobs.values())
+    publish(svc.celery, ids, 'genre.create', per_message=100)  # delivered again
+    time.sleep(1.5)
+    names = [n for (n,) in svc.sql("SELECT name FROM genre WHERE description = 'batch'")]
+    assert sorted(names) == sorted(f'b{i}' for i in range(250))
+
+
+def test_a_batch_with_a_bad_job_falls_back_to_one_by_one(clean):
+    svc = clean
+    genre_id = svc.run('genre.create', {'name': 'g', 'description': 'd'})['result']['id']
+    artists = [{'name': f'a{i}', 'description': 'fallback', 'genre_id': genre_id}
+               for i in range(10)]
+    artists[6]['genre_id'] = 424242  # a missing foreign key
+    response = svc.http.post(f'{svc.url}/jobs/artist.create/batch', json=artists, timeout=30)
+    ids = response.json()['ids']
+    jobs = svc.wait_jobs(ids)
+    assert [jobs[i]['status'] for i in ids] == ['succeeded'] * 6 + ['failed'] + ['succeeded'] * 3
+    assert 'foreign key' in jobs[ids[6]]['error']
+    names = sorted(n for (n,) in svc.sql("SELECT name FROM artist WHERE description = 'fallback'"))
+    assert names == sorted(a['name'] for i, a in enumerate(artists) if i != 6)
