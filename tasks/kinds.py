@@ -30,6 +30,13 @@ class Kind:
     description: str = ''
     validator: Draft202012Validator = field(repr=False, default=None)
     batch_limit: int = None
+    handle_many: Callable = None
+
+    def apply_many(self, payloads):
+        """The results of applying the payloads in order, in the caller's transaction."""
+        if self.handle_many:
+            return self.handle_many(payloads)
+        return [self.handler(p) for p in payloads]
 
     def stored_payload(self, payload):
         """The payload as the ledger keeps it (`prepare` may hash secrets)."""
@@ -39,11 +46,13 @@ class Kind:
 REGISTRY = {}
 
 
-def kind(name, schema, prepare=None, batch_limit=None):
+def kind(name, schema, prepare=None, batch_limit=None, handle_many=None):
     """Register the decorated function as the handler of job kind `name`.
 
     `prepare`, if given, turns a valid payload into the form the ledger keeps
     (run by the web front before recording; a ValueError from it is a 400).
+    `handle_many`, if given, applies a list of payloads at once (a multi-row
+    INSERT) when the worker runs a batch; it must do what the handler does.
     `batch_limit` caps a batch of this kind below FLASK_BATCH_LIMIT (for a
     costly `prepare`).
 
@@ -60,6 +69,7 @@ def kind(name, schema, prepare=None, batch_limit=None):
             raise ValueError(f'kind {name} is registered twice')
         REGISTRY[name] = Kind(
             name=name, schema=schema, handler=handler, prepare=prepare, batch_limit=batch_limit,
+            handle_many=handle_many,
             description=(handler.__doc__ or '').strip().split('\n')[0],
             validator=Draft202012Validator(schema,
                                            format_checker=Draft202012Validator.FORMAT_CHECKER))

@@ -36,7 +36,16 @@ def _id():
     return {'type': 'integer', 'minimum': 1, 'maximum': 2**31 - 1}
 
 
-@kind('genre.create', schema={
+def _insert_many(model):
+    """A batch of creations as one multi-row INSERT; results in payload order."""
+    def insert_many(payloads):
+        rows = [model(**payload) for payload in payloads]
+        model.objects.add_all(rows)
+        return [{'id': row.id} for row in rows]
+    return insert_many
+
+
+@kind('genre.create', handle_many=_insert_many(Genre), schema={
     'type': 'object',
     'properties': {'name': _text(256), 'description': _text(256)},
     'required': ['name', 'description'],
@@ -67,7 +76,7 @@ def update_genre(payload):
     return {'id': genre.id}
 
 
-@kind('artist.create', schema={
+@kind('artist.create', handle_many=_insert_many(Artist), schema={
     'type': 'object',
     'properties': {'name': _text(256), 'description': _text(256), 'genre_id': _id()},
     'required': ['name', 'description', 'genre_id'],
@@ -78,7 +87,7 @@ def create_artist(payload):
     return {'id': Artist(**payload).add().id}
 
 
-@kind('album.create', schema={
+@kind('album.create', handle_many=_insert_many(Album), schema={
     'type': 'object',
     'properties': {'name': _text(256), 'description': _text(256), 'artist_id': _id()},
     'required': ['name', 'description', 'artist_id'],

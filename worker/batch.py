@@ -1,7 +1,7 @@
 """Many jobs of one message in one transaction (group commit).
 
 The jobs are claimed by one UPDATE, which also locks their rows; their
-effects run one after the other; their completion is one more UPDATE; one
+effects run kind by kind (one multi-row INSERT where the kind offers it); their completion is one more UPDATE; one
 COMMIT makes effects and completions durable together, so exactly-once holds
 job by job as on the single path. Optimistic: if anything goes wrong, the
 whole transaction is rolled back and each job is published again alone, for
@@ -47,12 +47,16 @@ def run_batch(session, job_ids):
         with translate():
             claimed = session.execute(text(CLAIM), {
                 'ids': list(job_ids), 'queued': QUEUED, 'running': RUNNING}).fetchall()
-        results = []
+        by_kind = {}
         for job_id, kind_name, payload in sorted(claimed):
+            by_kind.setdefault(kind_name, []).append((job_id, dict(payload)))
+        results = []
+        for kind_name, jobs in by_kind.items():
             kind = REGISTRY.get(kind_name)
             if kind is None:
                 raise JobFailed(f'unknown job kind {kind_name}')
-            results.append((job_id, json.dumps(kind.handler(dict(payload)))))
+            outcomes = kind.apply_many([payload for _, payload in jobs])
+            results.extend((job_id, json.dumps(out)) for (job_id, _), out in zip(jobs, outcomes))
         with translate():
             if results:
                 session.execute(text(COMPLETE), {
