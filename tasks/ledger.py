@@ -95,7 +95,9 @@ def record(session, kind, payloads, *, scope=None, keys=None, digests=None):
 def _record(session, kind, payloads, scope, keys, digests):
     rows = [{'kind': kind, 'payload': p, 'status': QUEUED, 'attempts': 0} for p in payloads]
     if keys is None:
-        stmt = insert(Job).returning(Job.id, sort_by_parameter_order=True)
+        # Core, not ORM, insert: the hot path of every POST, and no objects are wanted.
+        table = Job.__table__
+        stmt = insert(table).returning(table.c.id, sort_by_parameter_order=True)
         return session.scalars(stmt, rows).all(), True
     for row, key, digest in zip(rows, keys, digests):
         row.update(idempotency_scope=scope, idempotency_key=key, request_digest=digest)
