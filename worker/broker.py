@@ -8,7 +8,8 @@ pending), the channel is closed again then, still holding the messages it
 had prefetched, and tries to give them back to Redis through the detached
 transport: AttributeError ('NoneType' object has no attribute 'hostname'),
 which Celery treats as unrecoverable. The worker process exits and nothing
-consumes the queue any more.
+consumes the queue any more. Acking a message on such a channel fails the
+same way, and is refused here as a connection error instead.
 
 There is no broker left to give those messages back to at that point, so
 the channel skips it. Nothing is lost: Redis redelivers unacked messages
@@ -19,6 +20,7 @@ Used by the worker process only (worker/main.py), so the broker URL that
 beat, Flower and the web front show stays redis://.
 """
 from kombu.transport import redis
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 TRANSPORT = 'worker.broker:Transport'
 
@@ -28,6 +30,22 @@ class Channel(redis.Channel):
         if self.connection is not None and self.connection.client is None:
             self.do_restore = False  # the transport is detached: no broker to restore to
         super().close()
+
+    # A task that ends after the connection was lost acks (or rejects) through a
+    # channel without a connection: AttributeError, unrecoverable for Celery. As
+    # a connection error it is logged and the worker goes on; the message stays
+    # unacked, so Redis delivers it again (the ledger makes that harmless).
+    def basic_ack(self, delivery_tag, multiple=False):
+        self._connected()
+        return super().basic_ack(delivery_tag, multiple=multiple)
+
+    def basic_reject(self, delivery_tag, requeue=False):
+        self._connected()
+        return super().basic_reject(delivery_tag, requeue=requeue)
+
+    def _connected(self):
+        if self.connection is None or self.connection.client is None:
+            raise RedisConnectionError('the broker connection was lost')
 
 
 class Transport(redis.Transport):

@@ -601,6 +601,8 @@ def check_run(svc, run, down_name):
     logs = service_logs(svc)
     dead = {name: p.popen.returncode for name, p in svc.processes.items()
             if p.popen.poll() is not None}
+    if dead:
+        print(logs)  # the assertion's own text is cut short by pytest
     assert not dead, (f'service processes exited (name: code): {dead}', logs)
     health = run.health_while_down
     assert health.status == 503 and health.retry_after, health
