@@ -5,9 +5,8 @@ job in the same transaction as its effect, so a job is applied at most once
 whatever the broker delivers.
 """
 from sqlalchemy import (BigInteger, Column, DateTime, Index, Integer, String, Text, func, insert,
-                        select, update)
+                        select, text, update)
 from sqlalchemy.dialects.postgresql import JSONB, insert as pg_insert
-from sqlalchemy import text
 
 from pg.exceptions import translate
 from pg.orm import BaseModel

@@ -565,7 +565,6 @@ def run_with_fault(svc, size, tag_prefix, take_down, bring_back):
         time.sleep(size.after)
     finally:
         stream.stop()
-    stream_end = time.monotonic()
 
     ids = [i for a in stream.answers for i in a.job_ids]
     unfinished = wait_finished(svc, ids, size.drain_deadline)
