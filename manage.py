@@ -21,6 +21,9 @@ SERVICE_DB = 'postgresql://ds:dsps@127.0.0.1:5432/ds'
 TEST_DBS = ('postgresql://ds:dsps@127.0.0.1:5432/ds_test',
             'postgresql://ds:dsps@127.0.0.1:5432/ds2_test')
 ADMIN_DB = 'postgresql://postgres@127.0.0.1:5432/postgres'
+# Set by the Dockerfile: the image's python3 has the requirements, and the
+# environment and databases are compose's (no .venv, .env or provisioning).
+IN_CONTAINER = os.environ.get('MANAGE_IN_CONTAINER') == '1'
 
 
 def _requirements_digest():
@@ -95,10 +98,24 @@ def _service_db():
     return app, app.extensions['pg']
 
 
+def db_upgrade(revision='head'):
+    """Migrate the service database (SQLALCHEMY_DEFAULT) with alembic."""
+    from alembic import command
+    from alembic.config import Config
+    os.environ.setdefault('SQLALCHEMY_DEFAULT', SERVICE_DB)
+    command.upgrade(Config(os.path.join(ROOT, 'alembic.ini')), revision)
+
+
 def cmd_db(args):
-    """Create (sync) or empty (clean) the tables of the service database."""
-    load_env_file()
-    cmd_setup(args)
+    """Create (sync), empty (clean) or migrate to the newest revision (upgrade)
+    the tables of the service database."""
+    if not IN_CONTAINER:
+        load_env_file()
+        cmd_setup(args)
+    if args.action == 'upgrade':
+        db_upgrade()
+        print('db upgrade: done')
+        return
     app, db = _service_db()
     with app.app_context():
         getattr(db, f'{args.action}db')()
@@ -146,7 +163,7 @@ def parser():
                        epilog='Options: --seconds N, --scenarios a,b, --no-naive')
     b.set_defaults(func=cmd_bench)
     d = sub.add_parser('db', help=cmd_db.__doc__)
-    d.add_argument('action', choices=['sync', 'clean'])
+    d.add_argument('action', choices=['sync', 'clean', 'upgrade'])
     d.set_defaults(func=cmd_db)
     return p
 
@@ -163,7 +180,7 @@ def parse(argv):
 
 def main(argv):
     args = parse(argv)
-    if not in_venv():
+    if not in_venv() and not IN_CONTAINER:
         ensure_venv()
         os.execv(VENV_PYTHON, [VENV_PYTHON, os.path.abspath(__file__), *argv])
     sys.path.insert(0, ROOT)
