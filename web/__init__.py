@@ -11,7 +11,7 @@ def create_app(config=None):
     """The service's Flask app; `config` overrides settings (tests).
 
     Raises pg.exceptions.ConfigError when SQLALCHEMY_DEFAULT is missing."""
-    from web import jobs, system
+    from web import jobs, openapi, system
     app = get_or_create_app('web', config=config)
     init_db(app)
     init_celery(app)
@@ -19,4 +19,5 @@ def create_app(config=None):
     init_auth(app)
     app.register_blueprint(jobs.bp)
     app.register_blueprint(system.bp)
+    app.register_blueprint(openapi.bp)
     return app

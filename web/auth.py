@@ -1,5 +1,5 @@
 """Bearer-token authentication: when FLASK_API_TOKENS is set, every request
-but the health check must carry one of its tokens."""
+but the health check and the API's description must carry one of its tokens."""
 import hashlib
 import hmac
 
@@ -7,7 +7,9 @@ from flask import current_app, g, request
 
 from web.errors import ApiError
 
-OPEN_ENDPOINTS = {'system.health'}
+# The health check, and the API's description (web/openapi.py), which says what needs a token.
+OPEN_ENDPOINTS = {'system.health', 'openapi.document', 'openapi.docs', 'openapi.docs_asset',
+                  'openapi.docs_initializer'}
 
 
 def tokens(config):

@@ -1,0 +1,288 @@
+"""GET /openapi.json and GET /docs: the document is valid OpenAPI 3.1, covers
+every route and every kind (with the kind's own schema), matches the bodies
+the service really answers, and the docs page loads only the service's own
+assets. In-process (Flask's test client), on the test database and Redis db 4."""
+import json
+import re
+from html.parser import HTMLParser
+
+import pytest
+import redis
+from jsonschema import Draft202012Validator
+from openapi_spec_validator import validate
+
+from tasks.kinds import Kind
+from tests.conftest import DATABASE_URL
+from web.openapi import build_document
+
+BROKER_URL = 'redis://127.0.0.1:6379/4'
+ERROR_CODES = {'400', '401', '404', '409', '413', '415', '422', '503'}
+# Routes that are parts of /docs rather than API operations.
+UNDOCUMENTED_ENDPOINTS = {'static', 'openapi.docs_asset', 'openapi.docs_initializer'}
+
+
+def _kinds():
+    from tasks import load_all
+    return load_all()
+
+
+@pytest.fixture(scope='module', autouse=True)
+def broker():
+    client = redis.Redis.from_url(BROKER_URL)
+    client.flushdb()
+    yield client
+    client.flushdb()
+    client.close()
+
+
+@pytest.fixture
+def make_app(env):
+    from web import create_app
+
+    def make(**overrides):
+        return create_app(config={'SQLALCHEMY_DEFAULT': DATABASE_URL,
+                                  'CELERY_BROKER_URL': BROKER_URL,
+                                  'CELERY_PUBLISH_TIMEOUT': 1.0,
+                                  'FLASK_API_TOKENS': '', **overrides})
+    return make
+
+
+@pytest.fixture
+def app(make_app):
+    from pg import init_db
+    app = make_app()
+    with app.app_context():
+        database = init_db(app)
+        database.syncdb()
+        database.cleandb()
+    return app
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def document(client):
+    response = client.get('/openapi.json')
+    assert response.status_code == 200 and response.is_json
+    return response.get_json()
+
+
+def resolve(document, node):
+    """`node` with its $ref (a local JSON pointer) followed, repeatedly."""
+    while isinstance(node, dict) and '$ref' in node:
+        assert node['$ref'].startswith('#/'), node
+        pointer, node = node['$ref'], document
+        for token in pointer[2:].split('/'):
+            node = node[token.replace('~1', '/').replace('~0', '~')]
+    return node
+
+
+def body_schema(document, path, method='post'):
+    content = document['paths'][path][method]['requestBody']['content']
+    return resolve(document, content['application/json']['schema'])
+
+
+def response_validator(document, path, method, status):
+    """A validator of the JSON body the document promises for this answer
+    (the whole document as the root, so its $refs resolve)."""
+    response = resolve(document, document['paths'][path][method]['responses'][status])
+    schema = response['content']['application/json']['schema']
+    return Draft202012Validator({**document, **schema})
+
+
+def openapi_path(rule):
+    return re.sub(r'<(?:[^:<>]+:)?([^<>]+)>', r'{\1}', rule)
+
+
+# --- the document -----------------------------------------------------------
+
+def test_document_is_valid_openapi_3_1(document):
+    assert document['openapi'] == '3.1.0'
+    validate(document)
+
+
+def test_every_kind_has_its_paths_with_its_own_schema(document):
+    kinds = _kinds()
+    assert kinds
+    for name, kind in kinds.items():
+        assert body_schema(document, f'/jobs/{name}') == json.loads(json.dumps(kind.schema))
+        batch = body_schema(document, f'/jobs/{name}/batch')
+        assert batch['type'] == 'array' and batch['minItems'] == 1
+        assert resolve(document, batch['items']) == body_schema(document, f'/jobs/{name}')
+
+
+def test_batch_size_is_the_effective_limit(make_app):
+    kinds = _kinds()
+    capped = {name for name, kind in kinds.items() if kind.batch_limit}
+    assert capped, 'no kind with a batch limit of its own to check'
+    for config_limit in (1000, 2):
+        document = make_app(FLASK_BATCH_LIMIT=config_limit).test_client().get('/openapi.json').json
+        for name, kind in kinds.items():
+            expected = min(config_limit, kind.batch_limit or config_limit)
+            assert body_schema(document, f'/jobs/{name}/batch')['maxItems'] == expected, name
+
+
+def test_every_route_is_documented_and_every_path_is_a_route(app, document):
+    kinds = sorted(_kinds())
+    documented = {(path, method) for path, item in document['paths'].items() for method in item}
+    for rule in app.url_map.iter_rules():
+        if rule.endpoint in UNDOCUMENTED_ENDPOINTS:
+            continue
+        path = openapi_path(rule.rule)
+        paths = ([path.replace('{kind_name}', k) for k in kinds] if '{kind_name}' in path
+                 else [path])
+        for method in rule.methods - {'HEAD', 'OPTIONS'}:
+            for p in paths:
+                assert (p, method.lower()) in documented, f'{method} {p} is not documented'
+    adapter = app.url_map.bind('localhost')
+    for path, method in documented:
+        endpoint, _ = adapter.match(path.replace('{job_id}', '1'), method=method.upper())
+        assert endpoint not in UNDOCUMENTED_ENDPOINTS
+
+
+def test_every_operation_has_its_error_answers_in_the_envelope(document):
+    envelope = document['components']['schemas']['Error']
+    assert set(envelope['required']) == {'code', 'message'}
+    assert envelope['properties']['errors']['items']['required'] == ['path', 'message']
+    seen = set()
+    for path, item in document['paths'].items():
+        for method, operation in item.items():
+            for status, response in operation['responses'].items():
+                if status in ERROR_CODES:
+                    seen.add(status)
+                    schema = resolve(document, response)['content']['application/json']['schema']
+                    schema = resolve(document, schema)
+                    assert schema is envelope or resolve(document, schema['allOf'][0]) is envelope
+            if path.startswith('/jobs/') and method == 'post' and '{job_id}' not in path:
+                assert {'400', '413', '415', '422', '503'} <= set(operation['responses']), path
+                names = [resolve(document, p)['name'] for p in operation['parameters']]
+                assert 'Idempotency-Key' in names, path
+    assert seen == ERROR_CODES
+    unavailable = document['components']['responses']['Unavailable']
+    assert 'Retry-After' in unavailable['headers']
+
+
+def test_bearer_auth_is_declared_and_only_docs_and_health_are_open(document):
+    assert document['components']['securitySchemes']['bearerAuth'] == {
+        'type': 'http', 'scheme': 'bearer',
+        'description': document['components']['securitySchemes']['bearerAuth']['description']}
+    assert document['security'] == [{'bearerAuth': []}]
+    open_paths = {path for path, item in document['paths'].items()
+                  for operation in item.values() if operation.get('security') == []}
+    assert open_paths == {'/health', '/openapi.json', '/docs'}
+    assert '/health' in document['info']['description']
+
+
+def test_docs_and_document_need_no_token_when_tokens_are_set(make_app):
+    client = make_app(FLASK_API_TOKENS='t1').test_client()
+    assert client.get('/kinds').status_code == 401
+    assert client.get('/openapi.json').status_code == 200
+    page = client.get('/docs')
+    assert page.status_code == 200
+    for url in local_assets(page.get_data(as_text=True)):
+        assert client.get(url).status_code == 200, url
+
+
+def test_the_document_describes_the_real_answers(app, client, document):
+    def check(path, method, status, response):
+        assert response.status_code == int(status), response.get_data(as_text=True)
+        errors = list(response_validator(document, path, method, status)
+                      .iter_errors(response.get_json()))
+        assert not errors, (path, status, [e.message for e in errors])
+
+    created = client.post('/jobs/genre.create', json={'name': 'jazz', 'description': 'swing'})
+    check('/jobs/genre.create', 'post', '202', created)
+    batch = client.post('/jobs/genre.create/batch', json=[{'name': 'a', 'description': 'b'}])
+    check('/jobs/genre.create/batch', 'post', '202', batch)
+    job_id = created.get_json()['id']
+    check('/jobs/{job_id}', 'get', '200', client.get(f'/jobs/{job_id}'))
+    check('/jobs', 'get', '200', client.get('/jobs?status=queued&kind=genre.create&limit=5'))
+    check('/kinds', 'get', '200', client.get('/kinds'))
+    check('/health', 'get', '200', client.get('/health'))
+    invalid = client.post('/jobs/genre.create', json={'name': 'jazz', 'extra': 1})
+    check('/jobs/genre.create', 'post', '400', invalid)
+    assert invalid.get_json()['errors']
+    check('/jobs/{job_id}', 'get', '404', client.get('/jobs/999999999'))
+    check('/jobs/{job_id}/retry', 'post', '409', client.post(f'/jobs/{job_id}/retry'))
+    check('/jobs/genre.create', 'post', '415',
+          client.post('/jobs/genre.create', data='x', content_type='text/plain'))
+
+
+def test_a_kind_schema_with_its_own_refs_and_dialect_stays_valid():
+    """$schema is kept (OpenAPI 3.1 takes 2020-12 as it is); "#/$defs/..."
+    references are rebased to where the schema sits in the document."""
+    schema = {
+        '$schema': 'https://json-schema.org/draft/2020-12/schema',
+        '$defs': {'name': {'type': 'string', 'minLength': 1}},
+        'type': 'object',
+        'properties': {'name': {'$ref': '#/$defs/name'}, 'tag': {'const': {'$ref': '#/data'}}},
+        'additionalProperties': False,
+    }
+    kind = Kind(name='thing.create', schema=schema, handler=None, batch_limit=7,
+                description='Make a thing.')
+    document = build_document([kind], batch_limit=1000)
+    validate(document)
+    embedded = body_schema(document, '/jobs/thing.create')
+    rebased = '#/components/schemas/thing.create/$defs/name'
+    assert embedded['properties']['name'] == {'$ref': rebased}
+    assert resolve(document, embedded['properties']['name']) == schema['$defs']['name']
+    assert embedded['properties']['tag'] == {'const': {'$ref': '#/data'}}  # data, not a reference
+    assert schema['properties']['name'] == {'$ref': '#/$defs/name'}  # the kind's own is untouched
+    assert body_schema(document, '/jobs/thing.create/batch')['maxItems'] == 7
+
+
+# --- the docs page ----------------------------------------------------------
+
+class _Assets(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.urls, self.inline_scripts = [], 0
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == 'script':
+            if attrs.get('src'):
+                self.urls.append(attrs['src'])
+            else:
+                self.inline_scripts += 1
+        elif tag == 'link' and attrs.get('href'):
+            self.urls.append(attrs['href'])
+
+
+def local_assets(html):
+    """The URLs of the page's scripts and links, each checked to be the service's own."""
+    parser = _Assets()
+    parser.feed(html)
+    assert parser.urls and parser.inline_scripts == 0
+    for url in parser.urls:
+        assert url.startswith('/') and not url.startswith('//'), f'{url} is not local'
+    return parser.urls
+
+
+def test_docs_page_loads_only_local_assets(client):
+    page = client.get('/docs')
+    assert page.status_code == 200 and page.mimetype == 'text/html'
+    html = page.get_data(as_text=True)
+    urls = local_assets(html)
+    assert any(u.endswith('.js') for u in urls) and any(u.endswith('.css') for u in urls)
+    for url in urls:
+        response = client.get(url)
+        assert response.status_code == 200 and response.get_data(), url
+        if url.endswith('.js'):
+            assert 'javascript' in response.mimetype, url
+            if 'initializer' in url:
+                assert '"/openapi.json"' in response.get_data(as_text=True)
+        elif url.endswith('.css'):
+            assert response.mimetype == 'text/css', url
+    # The kinds come from the document at run time, not from the page.
+    for name in _kinds():
+        assert name not in html
+
+
+def test_docs_assets_stay_inside_their_directory(client):
+    assert client.get('/docs/assets/../../openapi.py').status_code == 404
+    assert client.get('/docs/assets/%2e%2e/__init__.py').status_code == 404
+    assert client.get('/docs/assets/nothing.js').status_code == 404

@@ -1,0 +1,381 @@
+"""The OpenAPI 3.1 document of the service, built at run time from the job
+kinds' JSON Schemas (`GET /openapi.json`), and a page that renders it with
+Swagger UI (`GET /docs`), whose assets come from a pinned Python package."""
+import copy
+import json
+import os
+
+import flask_swagger_ui
+from flask import Blueprint, current_app, send_from_directory, url_for
+
+from tasks import load_all
+from tasks.ledger import STATUSES
+from web.idempotency import HEADER as IDEMPOTENCY_HEADER
+
+bp = Blueprint('openapi', __name__)
+
+SWAGGER_UI_DIST = os.path.join(os.path.dirname(flask_swagger_ui.__file__), 'dist')
+ASSET_MAX_AGE = 3600
+
+API_VERSION = '1.0.0'
+MAX_JOB_ID = 2**63 - 1
+DESCRIPTION = """\
+Accepts JSON jobs, validates each against the JSON Schema of its kind, records
+it in a PostgreSQL ledger and applies it once through Celery workers.
+
+When the service is configured with API tokens (`FLASK_API_TOKENS`), every
+request carries `Authorization: Bearer <token>`, except `GET /health`,
+`GET /openapi.json` and `GET /docs`, which are always open. Without tokens
+configured, nothing needs one.
+
+Every error body is `{"code", "message"}`, plus `"errors": [{"path", "message"}]`
+(JSON pointers into the body) for schema violations."""
+
+
+def _ref(name, section='schemas'):
+    return {'$ref': f'#/components/{section}/{name}'}
+
+
+def _json(schema):
+    return {'application/json': {'schema': schema}}
+
+
+def _escape(token):
+    return str(token).replace('~', '~0').replace('/', '~1')
+
+
+# Keywords whose values are data, not subschemas: a "$ref" inside them is not a reference.
+DATA_KEYWORDS = {'const', 'enum', 'default', 'examples', 'example'}
+
+
+def _rebase_refs(schema, base):
+    """The schema with its local references ("#/$defs/x") made relative to
+    `base`, the pointer where it now sits inside the document. A schema with
+    its own $id keeps its references: they resolve against that id."""
+    if not isinstance(schema, dict) or '$id' in schema:
+        return schema
+
+    def walk(node):
+        if isinstance(node, dict):
+            return {key: (value if key in DATA_KEYWORDS
+                          else base + value[1:] if key == '$ref' and isinstance(value, str)
+                          and value.startswith('#')
+                          else walk(value))
+                    for key, value in node.items()}
+        if isinstance(node, list):
+            return [walk(item) for item in node]
+        return node
+    return walk(copy.deepcopy(schema))
+
+
+def effective_batch_limit(kind, config_limit):
+    """The most jobs of `kind` one batch may carry (as POST .../batch enforces)."""
+    return min(config_limit, kind.batch_limit) if kind.batch_limit else config_limit
+
+
+ERROR_RESPONSES = {
+    '400': ('BadRequest', 'The body is not valid JSON, or violates the schema (the errors '
+                          'name the fields), or a parameter or header is malformed.'),
+    '401': ('Unauthorized', 'API tokens are configured and none, or a wrong one, was given.'),
+    '404': ('NotFound', 'Unknown job kind or job.'),
+    '409': ('Conflict', 'The job is not in a state that allows this.'),
+    '413': ('PayloadTooLarge', 'The body is larger than FLASK_MAX_CONTENT_LENGTH.'),
+    '415': ('UnsupportedMediaType', 'The body is not sent as application/json.'),
+    '422': ('Unprocessable', 'The Idempotency-Key was used with another body, or a '
+                             'retried job\'s payload no longer fits its schema.'),
+    '503': ('Unavailable', 'PostgreSQL or Redis is unreachable: try again after Retry-After.'),
+}
+
+
+def _errors(*codes):
+    return {code: _ref(ERROR_RESPONSES[code][0], 'responses') for code in codes}
+
+
+def _components(kinds):
+    job_id = {'type': 'integer', 'minimum': 1, 'maximum': MAX_JOB_ID}
+    schemas = {
+        'Error': {
+            'type': 'object',
+            'description': 'The error envelope of every failed request.',
+            'properties': {
+                'code': {'type': 'integer', 'description': 'The HTTP status.'},
+                'message': {'type': 'string'},
+                'errors': {
+                    'type': 'array',
+                    'items': {
+                        'type': 'object',
+                        'properties': {
+                            'path': {'type': 'string',
+                                     'description': 'JSON pointer into the request body.'},
+                            'message': {'type': 'string'},
+                        },
+                        'required': ['path', 'message'],
+                    },
+                },
+            },
+            'required': ['code', 'message'],
+        },
+        'JobStatus': {'type': 'string', 'enum': list(STATUSES)},
+        'Accepted': {
+            'type': 'object',
+            'description': 'A job accepted (committed to the ledger) and queued; a request '
+                           'replayed with its Idempotency-Key gets the original job.',
+            'properties': {
+                'id': job_id,
+                'kind': {'type': 'string'},
+                'status': _ref('JobStatus'),
+                'status_url': {'type': 'string', 'description': 'GET it to follow the job.'},
+            },
+            'required': ['id', 'kind', 'status', 'status_url'],
+        },
+        'BatchAccepted': {
+            'type': 'object',
+            'properties': {'ids': {'type': 'array', 'items': job_id,
+                                   'description': 'The jobs, in the order of the items.'}},
+            'required': ['ids'],
+        },
+        'Job': {
+            'type': 'object',
+            'properties': {
+                'id': job_id,
+                'kind': {'type': 'string'},
+                'status': _ref('JobStatus'),
+                'attempts': {'type': 'integer', 'minimum': 0},
+                'result': {'description': 'The JSON result of a succeeded job.'},
+                'error': {'type': ['string', 'null'], 'description': 'Why a job failed.'},
+                'created_at': {'type': ['string', 'null'], 'format': 'date-time'},
+                'updated_at': {'type': ['string', 'null'], 'format': 'date-time'},
+            },
+            'required': ['id', 'kind', 'status', 'attempts', 'result', 'error',
+                         'created_at', 'updated_at'],
+        },
+        'JobList': {
+            'type': 'object',
+            'properties': {'jobs': {'type': 'array', 'items': _ref('Job')}},
+            'required': ['jobs'],
+        },
+        'Kind': {
+            'type': 'object',
+            'properties': {
+                'name': {'type': 'string'},
+                'description': {'type': 'string'},
+                'schema': {'type': 'object', 'description': 'The JSON Schema of its payload.'},
+            },
+            'required': ['name', 'description', 'schema'],
+        },
+        'KindList': {
+            'type': 'object',
+            'properties': {'kinds': {'type': 'array', 'items': _ref('Kind')}},
+            'required': ['kinds'],
+        },
+        'Health': {
+            'type': 'object',
+            'properties': {
+                'status': {'const': 'ok'},
+                'checks': {'type': 'object',
+                           'additionalProperties': {'enum': ['ok', 'down']}},
+            },
+            'required': ['status', 'checks'],
+        },
+    }
+    for kind in kinds:
+        schemas[kind.name] = _rebase_refs(kind.schema, f'#/components/schemas/{_escape(kind.name)}')
+    responses = {
+        name: {'description': description, 'content': _json(_ref('Error'))}
+        for name, description in ERROR_RESPONSES.values()
+    }
+    responses['Unavailable']['headers'] = {
+        'Retry-After': {'description': 'Seconds to wait before trying again.',
+                        'schema': {'type': 'integer'}},
+    }
+    # /health answers 503 with the checks beside the envelope.
+    responses['HealthUnavailable'] = {
+        'description': 'PostgreSQL or Redis is down; `checks` says which.',
+        'headers': responses['Unavailable']['headers'],
+        'content': _json({'allOf': [_ref('Error'), {
+            'type': 'object',
+            'properties': {'checks': {'type': 'object',
+                                      'additionalProperties': {'enum': ['ok', 'down']}}},
+        }]}),
+    }
+    parameters = {
+        'IdempotencyKey': {
+            'name': IDEMPOTENCY_HEADER, 'in': 'header', 'required': False,
+            'description': 'Makes the request safe to send again: the same key (per API '
+                           'token) and body return the original job(s); another body is 422.',
+            'schema': {'type': 'string', 'minLength': 1, 'maxLength': 255,
+                       'pattern': '^[\\x20-\\x7e]+$'},
+        },
+        'JobId': {'name': 'job_id', 'in': 'path', 'required': True, 'schema': job_id},
+    }
+    security = {'bearerAuth': {
+        'type': 'http', 'scheme': 'bearer',
+        'description': 'One of FLASK_API_TOKENS, when the service has any.',
+    }}
+    return {'schemas': schemas, 'responses': responses, 'parameters': parameters,
+            'securitySchemes': security}
+
+
+def _accepted_response(description):
+    return {'description': description, 'content': _json(_ref('Accepted')),
+            'headers': {'Location': {'description': 'The URL of the job.',
+                                     'schema': {'type': 'string'}}}}
+
+
+def _kind_paths(kind, config_limit):
+    payload = _ref(kind.name)
+    summary = kind.description or kind.name
+    limit = effective_batch_limit(kind, config_limit)
+    return {
+        f'/jobs/{kind.name}': {'post': {
+            'tags': ['jobs'],
+            'operationId': f'create_{kind.name}',
+            'summary': f'Queue one {kind.name} job: {summary}',
+            'parameters': [_ref('IdempotencyKey', 'parameters')],
+            'requestBody': {'required': True, 'content': _json(payload)},
+            'responses': {'202': _accepted_response('The job, recorded and queued.'),
+                          **_errors('400', '401', '413', '415', '422', '503')},
+        }},
+        f'/jobs/{kind.name}/batch': {'post': {
+            'tags': ['jobs'],
+            'operationId': f'create_{kind.name}_batch',
+            'summary': f'Queue up to {limit} {kind.name} jobs at once',
+            'description': 'All or nothing: an invalid item is a 400 naming its index, and '
+                           'no job is recorded.',
+            'parameters': [_ref('IdempotencyKey', 'parameters')],
+            'requestBody': {'required': True, 'content': _json({
+                'type': 'array', 'minItems': 1, 'maxItems': limit, 'items': payload})},
+            'responses': {'202': {'description': 'The jobs, recorded and queued.',
+                                  'content': _json(_ref('BatchAccepted'))},
+                          **_errors('400', '401', '413', '415', '422', '503')},
+        }},
+    }
+
+
+def _open(operation):
+    return {**operation, 'security': []}
+
+
+def build_document(kinds, batch_limit):
+    """The OpenAPI 3.1 document of the service for these kinds, batches capped
+    at `batch_limit` (FLASK_BATCH_LIMIT) or a kind's own smaller limit."""
+    kinds = sorted(kinds, key=lambda k: k.name)
+    paths = {}
+    for kind in kinds:
+        paths.update(_kind_paths(kind, batch_limit))
+    paths.update({
+        '/jobs': {'get': {
+            'tags': ['jobs'], 'operationId': 'list_jobs',
+            'summary': 'The matching jobs, newest first',
+            'parameters': [
+                {'name': 'status', 'in': 'query', 'schema': _ref('JobStatus')},
+                {'name': 'kind', 'in': 'query', 'schema': {'type': 'string'}},
+                {'name': 'limit', 'in': 'query',
+                 'schema': {'type': 'integer', 'minimum': 1, 'maximum': 1000, 'default': 50}},
+            ],
+            'responses': {'200': {'description': 'The jobs.', 'content': _json(_ref('JobList'))},
+                          **_errors('400', '401', '503')},
+        }},
+        '/jobs/{job_id}': {'get': {
+            'tags': ['jobs'], 'operationId': 'get_job', 'summary': 'A job and its outcome',
+            'parameters': [_ref('JobId', 'parameters')],
+            'responses': {'200': {'description': 'The job.', 'content': _json(_ref('Job'))},
+                          **_errors('401', '404', '503')},
+        }},
+        '/jobs/{job_id}/retry': {'post': {
+            'tags': ['jobs'], 'operationId': 'retry_job',
+            'summary': 'Queue a failed job again (its payload checked again)',
+            'parameters': [_ref('JobId', 'parameters')],
+            'responses': {'202': _accepted_response('The job, queued again.'),
+                          **_errors('401', '404', '409', '422', '503')},
+        }},
+        '/kinds': {'get': {
+            'tags': ['jobs'], 'operationId': 'list_kinds',
+            'summary': 'Every job kind with the JSON Schema of its payload',
+            'responses': {'200': {'description': 'The kinds.', 'content': _json(_ref('KindList'))},
+                          **_errors('401')},
+        }},
+        '/health': {'get': _open({
+            'tags': ['system'], 'operationId': 'health',
+            'summary': 'Whether PostgreSQL and Redis answer (open without a token)',
+            'responses': {'200': {'description': 'Both answer.', 'content': _json(_ref('Health'))},
+                          '503': _ref('HealthUnavailable', 'responses')},
+        })},
+        '/openapi.json': {'get': _open({
+            'tags': ['system'], 'operationId': 'openapi',
+            'summary': 'This document (open without a token)',
+            'responses': {'200': {'description': 'The OpenAPI 3.1 document.',
+                                  'content': _json({'type': 'object'})}},
+        })},
+        '/docs': {'get': _open({
+            'tags': ['system'], 'operationId': 'docs',
+            'summary': 'This document rendered by Swagger UI (open without a token)',
+            'responses': {'200': {'description': 'An HTML page.',
+                                  'content': {'text/html': {'schema': {'type': 'string'}}}}},
+        })},
+    })
+    return {
+        'openapi': '3.1.0',
+        'info': {'title': 'Message-queue worker service', 'version': API_VERSION,
+                 'description': DESCRIPTION},
+        'tags': [{'name': 'jobs', 'description': 'Queue jobs and follow them.'},
+                 {'name': 'system', 'description': 'Health and documentation.'}],
+        'security': [{'bearerAuth': []}],
+        'paths': paths,
+        'components': _components(kinds),
+    }
+
+
+@bp.get('/openapi.json')
+def document():
+    return build_document(load_all().values(), current_app.config['FLASK_BATCH_LIMIT'])
+
+
+DOCS_PAGE = """<!DOCTYPE html>
+<html lang="en">
+<head>
+  <meta charset="utf-8">
+  <title>Message-queue worker service: API</title>
+  <link rel="stylesheet" href="{css}">
+  <link rel="icon" type="image/png" href="{icon}">
+</head>
+<body>
+  <div id="swagger-ui"></div>
+  <script src="{bundle}"></script>
+  <script src="{initializer}"></script>
+</body>
+</html>
+"""
+
+# A file rather than an inline script, so a strict Content-Security-Policy can be added later.
+INITIALIZER = """window.onload = function () {
+  window.ui = SwaggerUIBundle({
+    url: %s,
+    dom_id: '#swagger-ui',
+    deepLinking: true,
+    validatorUrl: null,  // no call to the public validator: nothing leaves the service
+    presets: [SwaggerUIBundle.presets.apis],
+    layout: 'BaseLayout'
+  });
+};
+"""
+
+
+@bp.get('/docs')
+def docs():
+    asset = lambda name: url_for('openapi.docs_asset', filename=name)  # noqa: E731
+    return DOCS_PAGE.format(css=asset('swagger-ui.css'), icon=asset('favicon-32x32.png'),
+                            bundle=asset('swagger-ui-bundle.js'),
+                            initializer=url_for('openapi.docs_initializer'))
+
+
+@bp.get('/docs/initializer.js')
+def docs_initializer():
+    body = INITIALIZER % json.dumps(url_for('openapi.document'))
+    return body, 200, {'Content-Type': 'text/javascript; charset=utf-8'}
+
+
+@bp.get('/docs/assets/<path:filename>')
+def docs_asset(filename):
+    # send_from_directory refuses paths that leave the directory.
+    return send_from_directory(SWAGGER_UI_DIST, filename, max_age=ASSET_MAX_AGE)
