@@ -4,7 +4,9 @@ A job goes queued -> running -> succeeded | failed. The worker completes a
 job in the same transaction as its effect, so a job is applied at most once
 whatever the broker delivers.
 """
-from sqlalchemy import (BigInteger, Column, DateTime, Index, Integer, String, Text, func, insert,
+import json
+
+from sqlalchemy import (BigInteger, Column, DateTime, Index, Integer, String, Text, func,
                         select, text, update)
 from sqlalchemy.dialects.postgresql import JSONB, insert as pg_insert
 
@@ -61,6 +63,31 @@ def claim(session, job_id):
     return attempts
 
 
+# In id order, so two deliveries of one group cannot deadlock.
+CLAIM_MANY = text('''
+UPDATE jobs SET status = :running, attempts = attempts + 1, updated_at = now()
+WHERE id IN (SELECT id FROM jobs WHERE id = ANY(:ids) AND status IN (:queued, :running)
+             ORDER BY id FOR UPDATE)
+RETURNING id, attempts
+''')
+
+
+ASYNC_COMMIT = text('SET LOCAL synchronous_commit TO off')
+
+
+def claim_many(session, job_ids):
+    """`claim` for many jobs at once: {job id: attempt number} of the
+    unfinished ones, committed."""
+    with translate():
+        # Not worth a wait for the disk: a claim lost in a crash only undercounts
+        # attempts, while the effect and the completion are committed durably.
+        session.execute(ASYNC_COMMIT)
+        claimed = session.execute(CLAIM_MANY, {
+            'ids': list(job_ids), 'queued': QUEUED, 'running': RUNNING}).all()
+        session.commit()
+    return dict(claimed)
+
+
 def settle(session, job_id, status, *, result=None, error=None, from_status=RUNNING):
     """Set the status of a job that is still `from_status`; True if it was."""
     values = {'status': status, 'error': error, 'updated_at': func.now()}
@@ -80,6 +107,31 @@ class IdempotencyConflict(Exception):
         super().__init__(message or self.__doc__)
 
 
+def insert_jobs(session, jobs):
+    """Insert one queued job per (kind, payload) pair (not committed); return their ids."""
+    with translate():
+        return _insert(session, jobs)
+
+
+# One statement whatever the number of jobs (prepared once by the driver). The
+# ids come from the sequence in the order of the rows, so sorted they match them.
+INSERT_JOBS = text('''
+INSERT INTO jobs (kind, payload, status, attempts)
+SELECT kind, payload, :queued, 0
+FROM unnest(CAST(:kinds AS text[]), CAST(:payloads AS jsonb[])) WITH ORDINALITY AS t(kind, payload, n)
+ORDER BY n
+RETURNING id
+''')
+
+
+def _insert(session, jobs):
+    # The hot path of every POST: plain SQL, no ORM objects.
+    ids = session.scalars(INSERT_JOBS, {
+        'queued': QUEUED, 'kinds': [kind for kind, _ in jobs],
+        'payloads': [json.dumps(payload) for _, payload in jobs]}).all()
+    return sorted(ids)
+
+
 def record(session, kind, payloads, *, scope=None, keys=None, digests=None):
     """Insert one queued job per payload (not committed); return (ids, created).
 
@@ -92,12 +144,9 @@ def record(session, kind, payloads, *, scope=None, keys=None, digests=None):
 
 
 def _record(session, kind, payloads, scope, keys, digests):
-    rows = [{'kind': kind, 'payload': p, 'status': QUEUED, 'attempts': 0} for p in payloads]
     if keys is None:
-        # Core, not ORM, insert: the hot path of every POST, and no objects are wanted.
-        table = Job.__table__
-        stmt = insert(table).returning(table.c.id, sort_by_parameter_order=True)
-        return session.scalars(stmt, rows).all(), True
+        return _insert(session, [(kind, p) for p in payloads]), True
+    rows = [{'kind': kind, 'payload': p, 'status': QUEUED, 'attempts': 0} for p in payloads]
     for row, key, digest in zip(rows, keys, digests):
         row.update(idempotency_scope=scope, idempotency_key=key, request_digest=digest)
     # Waits for a concurrent insert of the same key to commit, then skips the row.

@@ -18,6 +18,7 @@ def create_app(config=None):
     init_errors(app)
     init_auth(app)
     app.register_blueprint(jobs.bp)
+    jobs.init_group_commit(app)
     app.register_blueprint(system.bp)
     app.register_blueprint(openapi.bp)
     return app

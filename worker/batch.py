@@ -1,11 +1,11 @@
-"""Many jobs of one message in one transaction (group commit).
+"""Many claimed jobs in one transaction (group commit).
 
-The jobs are claimed by one UPDATE, which also locks their rows; their
-effects run kind by kind (one multi-row INSERT where the kind offers it); their completion is one more UPDATE; one
-COMMIT makes effects and completions durable together, so exactly-once holds
-job by job as on the single path. Optimistic: if anything goes wrong, the
-whole transaction is rolled back and each job is published again alone, for
-the single path to run, retry or fail it with its own reason.
+One SELECT locks the jobs' rows, still running; their effects run kind by
+kind (one multi-row INSERT where the kind offers it); their completion is one
+UPDATE; one COMMIT makes effects and completions durable together, so
+exactly-once holds job by job as on the single path. Optimistic: if anything
+goes wrong, the whole transaction is rolled back and the caller runs each job
+alone, to retry or fail it with its own reason.
 """
 import json
 import logging
@@ -14,17 +14,15 @@ from sqlalchemy import text
 
 from pg.exceptions import PgError, translate
 from tasks import REGISTRY, JobFailed
-from tasks.ledger import QUEUED, RUNNING, SUCCEEDED
+from tasks.ledger import RUNNING, SUCCEEDED
 
 log = logging.getLogger(__name__)
 
-# Locks the rows in id order (no deadlock between two batches) and skips
-# jobs already finished (a duplicate delivery).
-CLAIM = '''
-UPDATE jobs SET status = :running, attempts = attempts + 1, updated_at = now()
-WHERE id IN (SELECT id FROM jobs WHERE id = ANY(:ids) AND status IN (:queued, :running)
-             ORDER BY id FOR UPDATE)
-RETURNING id, kind, payload
+# Locks the rows in id order (no deadlock between two groups) and skips jobs
+# finished meanwhile (a duplicate delivery, re-checked once the lock is held).
+LOCK = '''
+SELECT id, kind, payload FROM jobs WHERE id = ANY(:ids) AND status = :running
+ORDER BY id FOR UPDATE
 '''
 
 COMPLETE = '''
@@ -41,12 +39,13 @@ class BatchAborted(Exception):
 
 
 def run_batch(session, job_ids):
-    """Apply the jobs `job_ids` in one transaction; return how many were applied
-    (the others were finished already). Raises BatchAborted, everything rolled back."""
+    """Apply the claimed (running) jobs `job_ids` in one transaction; return how
+    many were applied (the others were finished meanwhile). Raises
+    BatchAborted, everything rolled back."""
     try:
         with translate():
-            claimed = session.execute(text(CLAIM), {
-                'ids': list(job_ids), 'queued': QUEUED, 'running': RUNNING}).fetchall()
+            claimed = session.execute(text(LOCK), {
+                'ids': list(job_ids), 'running': RUNNING}).fetchall()
         by_kind = {}
         for job_id, kind_name, payload in sorted(claimed):
             by_kind.setdefault(kind_name, []).append((job_id, dict(payload)))

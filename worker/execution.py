@@ -1,5 +1,6 @@
-"""How the worker runs one job: claim it, then apply its effect and complete
-it in one transaction; retry transient failures, fail permanent ones."""
+"""How the worker runs the jobs of one message: claim them, then apply their
+effects and complete them in one transaction; retry transient failures, fail
+permanent ones."""
 import logging
 import random
 
@@ -7,7 +8,7 @@ from flask import current_app
 
 from pg.exceptions import PgError, TransientError, translate
 from tasks import REGISTRY, JobFailed
-from tasks.ledger import FAILED, QUEUED, RUNNING, SUCCEEDED, Job, claim, settle
+from tasks.ledger import FAILED, QUEUED, RUNNING, SUCCEEDED, Job, claim_many, settle
 from worker.batch import BatchAborted, run_batch
 
 log = logging.getLogger(__name__)
@@ -34,18 +35,17 @@ def _apply(session, job_id):
     return True
 
 
-def run_job(task, job_id):
-    """Run job `job_id` (or a list of job ids, together) once, whatever number
-    of times it is delivered.
+def run_job(task, job_ids):
+    """Run the job `job_ids` (an id, or a list of ids applied together) once,
+    whatever number of times the message is delivered.
 
-    Returns the job's final status, or 'duplicate' when it was already finished;
-    raises celery's Retry to try again later."""
+    Returns what happened (a status, 'duplicate', or a count for a group);
+    raises celery's Retry to try the message again later."""
     config = current_app.config
     session = current_app.extensions['pg'].pool.connection().session
-    if isinstance(job_id, list):
-        return _run_many(task, job_id, session)
     try:
-        return _run(task, job_id, session, config)
+        return _run_group(task, job_ids if isinstance(job_ids, list) else [job_ids],
+                          session, config)
     except TransientError as error:
         # The database went away before the outcome was committed: nothing of this
         # attempt stays, so try again later (without counting it) rather than fail
@@ -54,10 +54,38 @@ def run_job(task, job_id):
         raise task.retry(countdown=backoff(task.request.retries + 1, config), exc=error)
 
 
-def _run(task, job_id, session, config):
-    attempt = claim(session, job_id)
-    if attempt is None:
-        return 'duplicate'
+def _retry_later(task, alone):
+    """How a job that met a transient error is tried again: by retrying the
+    task's message when it is the message's only job, else by a message of its own."""
+    def retry(job_id, countdown, error):
+        if alone:
+            raise task.retry(countdown=countdown, exc=error)
+        task.apply_async(args=[job_id], countdown=countdown)
+    return retry
+
+
+def _run_group(task, job_ids, session, config):
+    """Claim the jobs (committed: a dead worker's attempts are counted), then
+    apply them all in one transaction; if that fails, each in its own."""
+    attempts = claim_many(session, job_ids)
+    ready = [job_id for job_id, attempt in sorted(attempts.items())
+             if attempt <= config['WORKER_MAX_ATTEMPTS']]
+    for job_id in attempts.keys() - set(ready):
+        _attempt(job_id, attempts[job_id], session, config, retry=None)  # fails it
+    if not ready:
+        return 'duplicate' if not attempts else FAILED
+    try:
+        return f'{run_batch(session, ready)} applied'
+    except BatchAborted as error:
+        log.info('group of %d jobs aborted (%s): applying them one by one', len(ready), error)
+    retry = _retry_later(task, alone=len(ready) == 1 and len(job_ids) == 1)
+    for job_id in ready:
+        _attempt(job_id, attempts[job_id], session, config, retry)
+    return f'{len(ready)} applied one by one'
+
+
+def _attempt(job_id, attempt, session, config, retry):
+    """Apply a claimed job in its own transaction and record its outcome."""
     if attempt > config['WORKER_MAX_ATTEMPTS']:
         # Earlier attempts died with their worker (killed, out of memory): stop here.
         _record(session, job_id, FAILED, f'gave up after {attempt - 1} attempts: worker lost')
@@ -71,7 +99,8 @@ def _run(task, job_id, session, config):
         _rollback(session)
         if attempt < config['WORKER_MAX_ATTEMPTS']:
             _record(session, job_id, QUEUED, error)
-            raise task.retry(countdown=backoff(attempt, config), exc=error)
+            retry(job_id, backoff(attempt, config), error)
+            return QUEUED
         _record(session, job_id, FAILED, f'gave up after {attempt} attempts: {error}')
         return FAILED
     except (JobFailed, PgError, ValueError) as error:
@@ -84,16 +113,6 @@ def _run(task, job_id, session, config):
         log.exception('job %s: handler error', job_id)
         _record(session, job_id, FAILED, f'internal error: {type(error).__name__}')
         return FAILED
-
-
-def _run_many(task, job_ids, session):
-    try:
-        return f'{run_batch(session, job_ids)} applied'
-    except BatchAborted as error:
-        log.warning('batch of %d jobs aborted (%s): running them one by one', len(job_ids), error)
-        from worker import publish
-        publish(task.app, job_ids, task.name, per_message=1)
-        return 'split'
 
 
 def _rollback(session):

@@ -1,0 +1,94 @@
+"""web.group_commit: concurrent submitters share flushes, each gets its own
+answer, and a failed flush reaches every job of its group (and no other)."""
+import threading
+import time
+
+import pytest
+
+from web.group_commit import GroupCommit
+
+
+class Recorder:
+    """A flush that takes a while (as a COMMIT does) and numbers the jobs."""
+
+    def __init__(self, seconds=0.005, fail_when=None):
+        self.groups = []
+        self.seconds = seconds
+        self.fail_when = fail_when
+        self.lock = threading.Lock()
+        self.next_id = 0
+
+    def __call__(self, jobs):
+        time.sleep(self.seconds)
+        with self.lock:
+            self.groups.append(list(jobs))
+            if self.fail_when and any(self.fail_when(job) for job in jobs):
+                raise ConnectionError('down')
+            ids = list(range(self.next_id, self.next_id + len(jobs)))
+            self.next_id += len(jobs)
+            return ids
+
+
+def submit_all(group_commit, jobs):
+    results = [None] * len(jobs)
+    start = threading.Barrier(len(jobs))
+
+    def run(i, job):
+        start.wait()
+        try:
+            results[i] = group_commit.submit(*job)
+        except Exception as error:
+            results[i] = error
+
+    threads = [threading.Thread(target=run, args=(i, job)) for i, job in enumerate(jobs)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert not any(t.is_alive() for t in threads), 'a submitter never got its answer'
+    return results
+
+
+def test_one_job_alone_is_flushed_alone():
+    flush = Recorder(seconds=0)
+    assert GroupCommit(flush, limit=10).submit('k', {'n': 1}) == 0
+    assert flush.groups == [[('k', {'n': 1})]]
+
+
+def test_concurrent_jobs_share_flushes_and_each_gets_its_own_id():
+    flush = Recorder()
+    jobs = [('k', {'n': i}) for i in range(64)]
+    results = submit_all(GroupCommit(flush, limit=100, delay=0.002), jobs)
+    assert len(flush.groups) < len(jobs) / 4, 'requests were not grouped'
+    flushed = [job for group in flush.groups for job in group]
+    assert sorted(flushed, key=lambda j: j[1]['n']) == jobs  # each job flushed exactly once
+    # Each submitter got the id its own job was given.
+    position = {job[1]['n']: i for i, job in enumerate(flushed)}
+    assert [results[n] for n in range(64)] == [position[n] for n in range(64)]
+
+
+def test_groups_are_capped_at_the_limit():
+    flush = Recorder()
+    submit_all(GroupCommit(flush, limit=5, delay=0.002), [('k', {'n': i}) for i in range(40)])
+    assert max(len(g) for g in flush.groups) <= 5
+    assert sum(len(g) for g in flush.groups) == 40
+
+
+def test_a_failed_flush_fails_its_group_only():
+    flush = Recorder(fail_when=lambda job: job[1]['n'] == 7)
+    results = submit_all(GroupCommit(flush, limit=100, delay=0.002),
+                         [('k', {'n': i}) for i in range(30)])
+    failed_group = next(g for g in flush.groups if ('k', {'n': 7}) in g)
+    for i in range(30):
+        if ('k', {'n': i}) in failed_group:
+            assert isinstance(results[i], ConnectionError)
+        else:
+            assert isinstance(results[i], int)
+
+
+def test_the_lead_passes_on_after_a_failure():
+    flush = Recorder(seconds=0, fail_when=lambda job: job[1]['n'] == 0)
+    group_commit = GroupCommit(flush, limit=10)
+    with pytest.raises(ConnectionError):
+        group_commit.submit('k', {'n': 0})
+    assert group_commit.submit('k', {'n': 1}) == 0
