@@ -31,7 +31,7 @@ SETTINGS = {
     'FLASK_BATCH_LIMIT': Setting(
         1000, int, 'Most jobs one POST /jobs/<kind>/batch may carry.'),
     'FLASK_GROUP_COMMIT_MS': Setting(
-        2.0, float, 'How long a single-job POST waits for others to share its INSERT, COMMIT and message.'),
+        5.0, float, 'Longest a single-job POST waits for the requests in flight to share its INSERT, COMMIT and message.'),
     'SQLALCHEMY_POOL_SIZE': Setting(
         5, int, 'Database connections each process keeps open per database.'),
     'SQLALCHEMY_MAX_OVERFLOW': Setting(

@@ -71,7 +71,22 @@ def create_user(payload):
     return {'id': user.add().id}
 
 
-@kind('user.credit', schema={
+def _credit_many(payloads):
+    """The credits in order, in one go: each user locked once (in id order, so
+    two groups cannot deadlock) and updated once. Raises as the handler does
+    if any of them fails; the worker then applies them one by one."""
+    users = {user_id: _locked_user(user_id) for user_id in sorted({p['user_id'] for p in payloads})}
+    results = []
+    for payload in payloads:
+        user = users[payload['user_id']]
+        user.credit_score = _credited(user, payload['amount'])
+        results.append(_credit_result(user))
+    for user in users.values():
+        user.update()
+    return results
+
+
+@kind('user.credit', handle_many=_credit_many, schema={
     'type': 'object',
     'properties': {
         'user_id': {'type': 'integer', 'minimum': 1, 'maximum': 2**31 - 1},
@@ -82,13 +97,27 @@ def create_user(payload):
 })
 def credit_user(payload):
     """Add `amount` (negative: a debit) to a user's credit, row-locked; never below 0."""
+    user = _locked_user(payload['user_id'])
+    user.credit_score = _credited(user, payload['amount'])
+    user.update()
+    return _credit_result(user)
+
+
+def _locked_user(user_id):
     try:
-        user = User.objects.get_for_update(id=payload['user_id'], nowait=False)
+        return User.objects.get_for_update(id=user_id, nowait=False)
     except NotFoundError:
-        raise JobFailed(f'user {payload["user_id"]} does not exist') from None
-    credit = (user.credit_score or Decimal(0)) + Decimal(str(payload['amount']))
+        raise JobFailed(f'user {user_id} does not exist') from None
+
+
+def _credited(user, amount):
+    credit = (user.credit_score or Decimal(0)) + Decimal(str(amount))
     if credit < 0:
         raise InsufficientCredit(f'credit of user {user.id} would go below 0')
-    user.credit_score = credit
-    user.update()
-    return {'id': user.id, 'credit_score': int(credit) if credit == credit.to_integral() else float(credit)}
+    return credit
+
+
+def _credit_result(user):
+    credit = user.credit_score
+    return {'id': user.id,
+            'credit_score': int(credit) if credit == credit.to_integral() else float(credit)}

@@ -1,16 +1,19 @@
 """Group commit of single-job POSTs.
 
-gunicorn's gthread workers serve a process's requests in threads. The jobs
-that arrive while one flush is on its way wait for the next, and share it:
-one INSERT, one COMMIT and one broker message per kind for all of them,
-where each request alone would pay for one of each. A request is answered
-only once its job is committed and published, as on its own.
+gunicorn's gthread workers serve a process's requests in threads. Jobs that
+arrive together share one flush: one INSERT, one COMMIT and one broker
+message per kind for all of them, where each request alone would pay for one
+of each. A request is answered only once its job is committed and published,
+as on its own.
 
 No thread of its own: the first request to find no flush running leads one;
-when it is done it hands the lead to the first job still waiting.
+when it is done it hands the lead to the first job still waiting. Before
+flushing, the leader sleeps `delay` for the requests on their way to join,
+unless no other request is in flight: then it flushes at once.
 """
 import threading
 import time
+from contextlib import contextmanager
 
 
 class _Waiter:
@@ -34,11 +37,23 @@ class GroupCommit:
 
     def __init__(self, flush, limit, delay=0.0):
         self._flush = flush
-        self._delay = delay
         self._limit = limit
+        self._delay = delay
         self._lock = threading.Lock()
         self._waiting = []
         self._flushing = False
+        self._arriving = 0
+
+    @contextmanager
+    def arriving(self):
+        """Around a request that may submit a job: the leader waits for it."""
+        with self._lock:
+            self._arriving += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._arriving -= 1
 
     def submit(self, kind, payload):
         """Record and publish one job with the others waiting; return its id.
@@ -56,8 +71,9 @@ class GroupCommit:
         return me.outcome()
 
     def _lead(self):
-        if self._delay:
-            time.sleep(self._delay)  # lets the requests being parsed join this group
+        if self._delay and self._arriving > 1:
+            # Others are on their way: let them join rather than flush a group of one.
+            time.sleep(self._delay)
         with self._lock:
             group = self._waiting[:self._limit]
             del self._waiting[:self._limit]

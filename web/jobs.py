@@ -214,17 +214,18 @@ def _accepted(job_id, kind_name, status=QUEUED):
 
 @bp.post('/jobs/<kind_name>')
 def create_job(kind_name):
-    kind = _kind(kind_name)
-    payload = json_body()
-    errors = validation_errors(kind, payload)
-    if errors:
-        raise ApiError(400, f'invalid {kind.name} payload: {_summary(errors)}', errors=errors)
-    keys = idempotency.request_keys()
-    stored = _stored(kind, payload)
-    if keys is None:
-        # Without a key there is nothing to look up: the job joins the next group commit.
-        job_id = current_app.extensions['group_commit'].submit(kind.name, stored)
-        return _accepted(job_id, kind.name)
+    group_commit = current_app.extensions['group_commit']
+    with group_commit.arriving():
+        kind = _kind(kind_name)
+        payload = json_body()
+        errors = validation_errors(kind, payload)
+        if errors:
+            raise ApiError(400, f'invalid {kind.name} payload: {_summary(errors)}', errors=errors)
+        keys = idempotency.request_keys()
+        stored = _stored(kind, payload)
+        if keys is None:
+            # Without a key there is nothing to look up: the job joins the next group commit.
+            return _accepted(group_commit.submit(kind.name, stored), kind.name)
     [job_id], created = _enqueue(kind, [payload], [stored], keys)
     if created:
         return _accepted(job_id, kind.name)

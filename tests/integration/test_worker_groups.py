@@ -1,0 +1,153 @@
+"""The worker's handling of a message that carries many jobs, against the
+real database: claimed at once (visible as running), applied in one
+transaction, and one by one when one of them fails. The task is driven
+directly; tests/e2e run the same code in real worker processes."""
+import threading
+import time
+from decimal import Decimal
+from types import SimpleNamespace
+
+import pytest
+from sqlalchemy import text
+
+from tests.integration.test_web import app, broker, clean, make_app  # noqa: F401
+from worker.execution import run_job
+
+
+class Task:
+    """What run_job uses of a bound Celery task; retries are recorded."""
+
+    def __init__(self, name):
+        self.name = name
+        self.request = SimpleNamespace(retries=0)
+        self.later = []
+
+    def apply_async(self, args, countdown):
+        self.later.append(args[0])
+
+    def retry(self, countdown, exc):
+        raise AssertionError(f'unexpected retry of the message: {exc}')
+
+
+def sql(app, statement, **params):
+    engine = app.extensions['pg'].pool.connection().engine
+    with engine.begin() as conn:
+        result = conn.execute(text(statement), params)
+        return result.fetchall() if result.returns_rows else None
+
+
+def make_users(app, *credits):
+    return [sql(app, "INSERT INTO users (username, is_active, credit_score) "
+                     "VALUES ('u', true, :c) RETURNING id", c=c)[0][0] for c in credits]
+
+
+def queue(app, kind, payloads, attempts=0):
+    from tasks.ledger import insert_jobs
+    with app.app_context():
+        ids = insert_jobs(app.extensions['pg'].pool.connection().session,
+                          [(kind, p) for p in payloads])
+        app.extensions['pg'].pool.commit()
+    if attempts:
+        sql(app, 'UPDATE jobs SET attempts = :a WHERE id = ANY(:ids)', a=attempts, ids=ids)
+    return ids
+
+
+def jobs(app, ids):
+    return sql(app, 'SELECT status, attempts, result, error FROM jobs WHERE id = ANY(:ids) '
+                    'ORDER BY id', ids=ids)
+
+
+def credit(app, user_id):
+    return sql(app, 'SELECT credit_score FROM users WHERE id = :i', i=user_id)[0][0]
+
+
+def run(app, kind, ids):
+    task = Task(kind)
+    with app.app_context():
+        return run_job(task, ids), task
+
+
+def test_a_group_of_credits_is_applied_in_order_with_each_result(app):
+    hot, other = make_users(app, 0, 100)
+    payloads = [{'user_id': hot if i % 4 else other, 'amount': i} for i in range(1, 21)]
+    ids = queue(app, 'user.credit', payloads)
+    outcome, _ = run(app, 'user.credit', ids)
+    assert outcome == '20 applied'
+    rows = jobs(app, ids)
+    assert [(status, attempts) for status, attempts, _, _ in rows] == [('succeeded', 1)] * 20
+    balances = {hot: 0, other: 100}
+    for payload, (_, _, result, _) in zip(payloads, rows):
+        balances[payload['user_id']] += payload['amount']
+        assert result == {'id': payload['user_id'], 'credit_score': balances[payload['user_id']]}
+    assert credit(app, hot) == balances[hot] and credit(app, other) == balances[other]
+
+
+def test_one_failing_job_fails_alone_and_the_others_are_applied_once(app):
+    [user] = make_users(app, 0)
+    ids = queue(app, 'user.credit', [{'user_id': user, 'amount': 5},
+                                     {'user_id': user, 'amount': -10},  # would go below 0
+                                     {'user_id': user, 'amount': 3},
+                                     {'user_id': 999999, 'amount': 1}])  # no such user
+    outcome, _ = run(app, 'user.credit', ids)
+    assert outcome == '4 applied one by one'
+    rows = jobs(app, ids)
+    assert [status for status, *_ in rows] == ['succeeded', 'failed', 'succeeded', 'failed']
+    assert [attempts for _, attempts, *_ in rows] == [1, 1, 1, 1]
+    assert 'below 0' in rows[1][3] and 'does not exist' in rows[3][3]
+    assert credit(app, user) == 8
+
+
+def test_a_second_delivery_changes_nothing(app):
+    [user] = make_users(app, 0)
+    ids = queue(app, 'user.credit', [{'user_id': user, 'amount': 2}] * 3)
+    assert run(app, 'user.credit', ids)[0] == '3 applied'
+    assert run(app, 'user.credit', ids)[0] == 'duplicate'
+    assert credit(app, user) == 6
+    assert [attempts for _, attempts, *_ in jobs(app, ids)] == [1, 1, 1]
+
+
+def test_a_job_out_of_attempts_fails_and_the_rest_is_applied(app):
+    [user] = make_users(app, 0)
+    [spent] = queue(app, 'user.credit', [{'user_id': user, 'amount': 100}], attempts=5)
+    fresh = queue(app, 'user.credit', [{'user_id': user, 'amount': 1}] * 2)
+    run(app, 'user.credit', [spent, *fresh])
+    rows = jobs(app, [spent, *fresh])
+    assert rows[0][0] == 'failed' and 'worker lost' in rows[0][3]
+    assert [status for status, *_ in rows[1:]] == ['succeeded', 'succeeded']
+    assert credit(app, user) == 2
+
+
+def test_a_group_is_claimed_and_visible_as_running_before_it_is_applied(app):
+    [user] = make_users(app, 0)
+    ids = queue(app, 'user.credit', [{'user_id': user, 'amount': 1}] * 5)
+    engine = app.extensions['pg'].pool.connection().engine
+    outcome = []
+    with engine.connect() as other_worker:
+        # Another transaction holds the user's row: the group must wait for it.
+        other_worker.execute(text('SELECT id FROM users WHERE id = :i FOR UPDATE'), {'i': user})
+        runner = threading.Thread(target=lambda: outcome.append(run(app, 'user.credit', ids)[0]))
+        runner.start()
+        deadline = time.monotonic() + 10
+        while [r[:2] for r in jobs(app, ids)] != [('running', 1)] * 5:
+            assert time.monotonic() < deadline, 'the claim was not committed on its own'
+            time.sleep(0.05)
+        assert credit(app, user) == 0
+        other_worker.rollback()
+    runner.join(10)
+    assert outcome == ['5 applied']
+    assert credit(app, user) == Decimal(5)
+
+
+@pytest.mark.parametrize('kind, payload', [
+    ('genre.create', {'name': 'jazz', 'description': 'swing'}),
+])
+def test_a_group_of_inserts_is_one_transaction(app, kind, payload):
+    ids = queue(app, kind, [payload] * 50)
+    assert run(app, kind, ids)[0] == '50 applied'
+    rows = jobs(app, ids)
+    assert {status for status, *_ in rows} == {'succeeded'}
+    created = [result['id'] for _, _, result, _ in rows]
+    assert len(set(created)) == 50
+    # One transaction: every row of the group carries the same transaction id.
+    assert sql(app, 'SELECT count(DISTINCT xmin::text) FROM genre WHERE id = ANY(:ids)',
+               ids=created)[0][0] == 1
