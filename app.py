@@ -17,6 +17,7 @@ def get_or_create_app(name=__name__, routes=(), config=None):
     app = Flask(name)
     app.config.update(settings.load(overrides=config))
     app.config['MAX_CONTENT_LENGTH'] = app.config['FLASK_MAX_CONTENT_LENGTH']
+    app.config['SECRET_KEY'] = app.config.get('FLASK_SECRET_KEY') or None
     for route in routes:
         route = dict(route)
         app.add_url_rule(route.pop('rule'), **route)

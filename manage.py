@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""The project's command line: setup, test, run, db.
+"""The project's command line: setup, test, run, db, bench, enqueue, jobs.
 
 Runs with the system python3: it makes the virtual environment (.venv) from
 the pinned requirements when missing or stale, then runs itself inside it.
@@ -74,17 +74,43 @@ def cmd_test(args):
 ENV_FILE = os.path.join(ROOT, '.env')
 
 
+# The secrets .env.example leaves as change-me; .env gets fresh random ones.
+SECRETS = {
+    'FLASK_SECRET_KEY': lambda s: s.token_urlsafe(32),
+    'FLASK_API_TOKENS': lambda s: s.token_urlsafe(24),
+    'FLOWER_BASIC_AUTH': lambda s: 'admin:' + s.token_urlsafe(18),
+}
+
+
+def fresh_secrets(text):
+    """`text` (a .env) with every change-me secret replaced by a random one,
+    and the secrets it lacks added (a .env older than them)."""
+    import secrets
+    lines, seen = [], set()
+    for line in text.splitlines():
+        name, _, value = line.partition('=')
+        if name in SECRETS:
+            seen.add(name)
+            if 'change-me' in value:
+                line = f'{name}={SECRETS[name](secrets)}'
+        lines.append(line)
+    lines += [f'{name}={make(secrets)}' for name, make in SECRETS.items() if name not in seen]
+    return '\n'.join(lines) + '\n'
+
+
 def load_env_file():
-    """Write .env from .env.example with fresh secrets if missing, then load
-    it into os.environ (values already set win), as honcho does."""
-    if not os.path.exists(ENV_FILE):
-        import secrets
-        with open(os.path.join(ROOT, '.env.example')) as f:
-            text = f.read().replace('admin:change-me', f'admin:{secrets.token_urlsafe(18)}')
+    """Write .env from .env.example with fresh secrets (or give an older .env
+    the secrets it lacks), then load it into os.environ (values already set
+    win), as honcho does."""
+    path = ENV_FILE if os.path.exists(ENV_FILE) else os.path.join(ROOT, '.env.example')
+    with open(path) as f:
+        text = f.read()
+    if fresh_secrets(text).splitlines() != text.splitlines() or path != ENV_FILE:
         with open(ENV_FILE, 'w') as f:
-            f.write(text)
+            f.write(fresh_secrets(text))
         os.chmod(ENV_FILE, 0o600)
-        print('wrote .env: settings of the local service (the Flower login is in it)')
+        print('wrote .env: settings of the local service, with fresh secrets (the API token '
+              'in FLASK_API_TOKENS, the Flower login in FLOWER_BASIC_AUTH)')
     from honcho.environ import parse
     with open(ENV_FILE) as f:
         for key, value in parse(f.read()).items():
@@ -94,7 +120,11 @@ def load_env_file():
 def _service_db():
     os.environ.setdefault('SQLALCHEMY_DEFAULT', SERVICE_DB)
     from web import create_app
-    app = create_app()
+    from web.security import InsecureConfigError
+    try:
+        app = create_app()
+    except InsecureConfigError as error:
+        sys.exit(str(error))
     return app, app.extensions['pg']
 
 
@@ -139,6 +169,11 @@ def cmd_run(args):
 def cmd_bench(args):
     """Benchmark the service against the naive stack (needs wrk)."""
     import shutil
+    if {'-h', '--help'} & set(args.extra):
+        from bench.run import main
+        return main(['--help'])
+    # The benchmark's service has an open API and no secrets of its own.
+    os.environ.setdefault('SERVICE_MODE', 'development')
     if not shutil.which('wrk'):
         sys.exit('the benchmark needs wrk: apt-get install wrk')
     from pg.provision import ensure_databases
@@ -147,7 +182,20 @@ def cmd_bench(args):
     return main(args.extra)
 
 
+def cmd_enqueue(args):
+    """Post the jobs of a JSON Lines file to the running service, in batches."""
+    from cli.commands import enqueue
+    return enqueue(args, ENV_FILE)
+
+
+def cmd_jobs(args):
+    """List, show or retry jobs of the running service (prints JSON)."""
+    from cli.commands import jobs
+    return jobs(args, ENV_FILE)
+
+
 def parser():
+    from cli.commands import add_enqueue_arguments, add_jobs_arguments
     p = argparse.ArgumentParser(prog='manage.py', description=__doc__)
     sub = p.add_subparsers(dest='command', required=True)
     s = sub.add_parser('setup', help=cmd_setup.__doc__)
@@ -165,6 +213,13 @@ def parser():
     d = sub.add_parser('db', help=cmd_db.__doc__)
     d.add_argument('action', choices=['sync', 'clean', 'upgrade'])
     d.set_defaults(func=cmd_db)
+    e = sub.add_parser('enqueue', help=cmd_enqueue.__doc__, description=cmd_enqueue.__doc__,
+                       epilog='Exit code: 0 all accepted, 1 some lines refused, 2 some not sent.')
+    add_enqueue_arguments(e)
+    e.set_defaults(func=cmd_enqueue)
+    j = sub.add_parser('jobs', help=cmd_jobs.__doc__, description=cmd_jobs.__doc__)
+    add_jobs_arguments(j)
+    j.set_defaults(func=cmd_jobs)
     return p
 
 

@@ -14,6 +14,16 @@ def _bool(value):
     return str(value).strip().lower() in ('1', 'true', 'yes', 'on')
 
 
+MODES = ('development', 'production')
+
+
+def _mode(value):
+    mode = str(value).strip().lower()
+    if mode not in MODES:
+        raise ValueError(f'it is one of {", ".join(MODES)}')
+    return mode
+
+
 class Setting(NamedTuple):
     default: Any
     parse: Callable
@@ -21,6 +31,12 @@ class Setting(NamedTuple):
 
 
 SETTINGS = {
+    'SERVICE_MODE': Setting(
+        'production', _mode,
+        'development or production. Production (the default) refuses to start without API '
+        'tokens or with a missing, short or example secret; development allows an open API.'),
+    'FLASK_SECRET_KEY': Setting(
+        '', str, "Flask's SECRET_KEY; production needs 32+ characters, not the example's."),
     'FLASK_CONFIG_PREFIXES': Setting(
         'FLASK,SQLALCHEMY,CELERY', str,
         'Comma-separated prefixes of the environment variables loaded into app.config.'),
@@ -62,6 +78,9 @@ SETTINGS = {
         60.0, float, 'A job running this long without its row lock held (its worker died) is run again.'),
     'WORKER_SWEEP_EVERY_SECONDS': Setting(
         30.0, float, 'How often beat runs the recovery sweep.'),
+    'FLOWER_BASIC_AUTH': Setting(
+        '', str, '`user:password` for Flower (read by Flower itself); production needs a '
+                 'password of 12+ characters, not the example\'s.'),
 }
 
 

@@ -11,6 +11,10 @@ import pytest
 DATABASE_URL = os.environ.get('TEST_DATABASE_URL', 'postgresql://ds:dsps@127.0.0.1:5432/ds_test')
 DATABASE2_URL = os.environ.get('TEST_DATABASE2_URL', 'postgresql://ds:dsps@127.0.0.1:5432/ds2_test')
 
+# The tests run the service in development mode (open API, fixed secrets);
+# tests/unit/test_security.py and tests/e2e/test_security.py set production themselves.
+os.environ['SERVICE_MODE'] = 'development'
+
 # The seed's examples define their own models: they run in a pytest of their own.
 collect_ignore = ['seed_examples']
 

@@ -5,6 +5,7 @@ import hmac
 
 from flask import current_app, g, request
 
+from web import security
 from web.errors import ApiError
 
 # The health check, and the API's description (web/openapi.py), which says what needs a token.
@@ -32,5 +33,7 @@ def require_token():
 
 
 def init_auth(app):
+    # At create_app time, so every process (web, worker, beat, Flower) refuses an unsafe production config.
+    security.check(app.config)
     app.extensions['api_tokens'] = tokens(app.config)
     app.before_request(require_token)

@@ -1,0 +1,93 @@
+"""The `enqueue` and `jobs` subcommands of manage.py: their arguments and
+what they do. Both talk to a running service over HTTP.
+
+Stdlib imports only at the top: manage.py builds its parser (and answers
+--help) with the system python, before it enters the virtual environment."""
+import json
+import sys
+
+
+def add_service_arguments(parser):
+    parser.add_argument('--url', help='the service (default: http://127.0.0.1:$PORT, '
+                                      'PORT from the environment or .env, else 8000)')
+    parser.add_argument('--token', help='the bearer token (default: the first of '
+                                        'FLASK_API_TOKENS, from the environment or .env)')
+    parser.add_argument('--retries', type=int, default=5, metavar='N',
+                        help='times a request surely not recorded (503, no connection) is '
+                             'sent again, with backoff (default: 5)')
+
+
+def add_enqueue_arguments(parser):
+    parser.add_argument('file', metavar='FILE',
+                        help='a JSON Lines file, one {"kind", "payload"[, "idempotency_key"]} '
+                             'per line; - for standard input')
+    parser.add_argument('--batch', type=int, default=100, metavar='N',
+                        help='most lines of one kind per POST /jobs/<kind>/batch (default: 100)')
+    parser.add_argument('--no-progress', action='store_true', help='no progress bar')
+    add_service_arguments(parser)
+
+
+def add_jobs_arguments(parser):
+    actions = parser.add_subparsers(dest='action', required=True, metavar='ACTION')
+    listing = actions.add_parser('list', help='the jobs, newest first (GET /jobs)',
+                                 description='Print the jobs, newest first, as JSON.')
+    listing.add_argument('--status', choices=['queued', 'running', 'succeeded', 'failed'])
+    listing.add_argument('--kind', help='only jobs of this kind, e.g. genre.create')
+    listing.add_argument('--limit', type=int, help='at most N jobs (1-1000, default 50)')
+    add_service_arguments(listing)
+    show = actions.add_parser('show', help='one job (GET /jobs/ID)',
+                              description='Print one job as JSON.')
+    show.add_argument('id', metavar='ID', type=int, help='the job id')
+    add_service_arguments(show)
+    retry = actions.add_parser('retry', help='queue a failed job again (POST /jobs/ID/retry)',
+                               description='Queue a failed job again; print the answer as JSON.')
+    retry.add_argument('id', metavar='ID', type=int, help='the job id')
+    add_service_arguments(retry)
+
+
+def _client(args, env_file):
+    from cli.client import Client, defaults
+    url, token = defaults(env_file)
+    return Client(args.url or url, args.token or token, retries=max(0, args.retries))
+
+
+def enqueue(args, env_file):
+    """Exit code: 0 when every line was accepted, 1 when some were refused,
+    2 when some could not be sent (service unreachable, token refused)."""
+    from cli.enqueue import count_lines
+    from cli.enqueue import enqueue as send
+    client = _client(args, env_file)
+    progress = False if args.no_progress else None
+    if args.file == '-':
+        summary = send(sys.stdin.buffer, client, args.batch, progress=progress)
+    else:
+        try:
+            total = count_lines(args.file)
+            with open(args.file, 'rb') as stream:
+                summary = send(stream, client, args.batch, total=total, progress=progress)
+        except OSError as error:
+            print(f'enqueue: cannot read {args.file}: {error.strerror}', file=sys.stderr)
+            return 2
+    print(summary.report())
+    return summary.exit_code
+
+
+def jobs(args, env_file):
+    """Print the API's answer as JSON; a refusal goes to stderr, exit code 1."""
+    from cli.client import Refused, ServiceError
+    client = _client(args, env_file)
+    try:
+        if args.action == 'list':
+            answer = client.list_jobs(args.status, args.kind, args.limit)
+        elif args.action == 'show':
+            answer = client.get_job(args.id)
+        else:
+            answer = client.retry_job(args.id)
+    except Refused as refused:
+        print(json.dumps(refused.body, indent=2), file=sys.stderr)
+        return 1
+    except ServiceError as error:
+        print(f'jobs {args.action}: {error}', file=sys.stderr)
+        return 2
+    print(json.dumps(answer, indent=2))
+    return 0
