@@ -68,7 +68,7 @@ class Bench:
             'PATH': os.path.dirname(sys.executable) + os.pathsep + os.environ['PATH'],
             'FLASK_CONFIG_PREFIXES': 'FLASK,SQLALCHEMY,CELERY',
             'SQLALCHEMY_DEFAULT': DB_URL, 'CELERY_BROKER_URL': BROKER_URL, 'PORT': str(PORT),
-            'FLASK_API_TOKENS': '', 'WEB_CONCURRENCY': os.environ.get('WEB_CONCURRENCY', '2'),
+            'FLASK_API_TOKENS': '',
             'WORKER_CONCURRENCY': os.environ.get('WORKER_CONCURRENCY', '2'),
         })
         self.processes = {}

@@ -8,8 +8,9 @@ as on its own.
 
 No thread of its own: the first request to find no flush running leads one;
 when it is done it hands the lead to the first job still waiting. Before
-flushing, the leader sleeps `delay` for the requests on their way to join,
-unless no other request is in flight: then it flushes at once.
+flushing, the leader lets the requests on their way join until `delay` after
+the first job of its group arrived (so jobs that waited out the last flush go
+at once), unless it is alone now and was alone in the last group.
 """
 import threading
 import time
@@ -17,10 +18,11 @@ from contextlib import contextmanager
 
 
 class _Waiter:
-    __slots__ = ('job', 'woken', 'done', 'job_id', 'error')
+    __slots__ = ('job', 'arrived', 'woken', 'done', 'job_id', 'error')
 
     def __init__(self, job):
         self.job = job
+        self.arrived = time.monotonic()
         self.woken = threading.Event()
         self.done = False
         self.job_id = self.error = None
@@ -43,6 +45,7 @@ class GroupCommit:
         self._waiting = []
         self._flushing = False
         self._arriving = 0
+        self._last_size = 0
 
     @contextmanager
     def arriving(self):
@@ -71,12 +74,17 @@ class GroupCommit:
         return me.outcome()
 
     def _lead(self):
-        if self._delay and self._arriving > 1:
-            # Others are on their way: let them join rather than flush a group of one.
-            time.sleep(self._delay)
+        if self._delay and (self._arriving > 1 or self._last_size > 1):
+            # Others are on their way (or were, a moment ago): let them join
+            # rather than flush a group of one. The wait counts from the first
+            # arrival: jobs that waited out the last flush are sent at once.
+            left = self._delay - (time.monotonic() - self._waiting[0].arrived)
+            if left > 0:
+                time.sleep(left)
         with self._lock:
             group = self._waiting[:self._limit]
             del self._waiting[:self._limit]
+            self._last_size = len(group)
         try:
             ids = self._flush([w.job for w in group])
             for waiter, job_id in zip(group, ids):
