@@ -1,10 +1,11 @@
 """Idempotency-Key: a client may send the same request again (after a timeout,
 say) and get the original job back instead of a second one."""
 import hashlib
+import hmac
 import json
 import re
 
-from flask import g, request
+from flask import current_app, g, request
 
 from web.errors import ApiError
 
@@ -32,6 +33,9 @@ def scope():
 
 
 def digest(kind, payload):
-    """A fingerprint of the request body: same kind and same JSON, same digest."""
+    """A fingerprint of the request body: same kind and same JSON, same digest.
+    Keyed with FLASK_SECRET_KEY: the body may hold a clear password (user.create),
+    which a plain hash in the ledger would expose to a dictionary attack."""
     canonical = json.dumps([kind, payload], sort_keys=True, separators=(',', ':'))
-    return hashlib.sha256(canonical.encode()).hexdigest()
+    key = (current_app.config.get('FLASK_SECRET_KEY') or 'development').encode()
+    return hmac.new(key, canonical.encode(), hashlib.sha256).hexdigest()

@@ -18,6 +18,7 @@ bp = Blueprint('jobs', __name__)
 MAX_REPORTED_ERRORS = 20
 MAX_JOB_ID = 2**63 - 1
 MAX_MESSAGE = 300
+SECRET_FIELD = re.compile('password|secret|token', re.IGNORECASE)
 
 
 def _kind(name):
@@ -113,6 +114,10 @@ def _entries(error, prefix):
         known = set(error.schema.get('properties', {}))
         return ((_pointer(path, [name]), 'is not an allowed field')
                 for name in instance if name not in known)
+    if any(SECRET_FIELD.search(str(part)) for part in path):
+        # jsonschema's message quotes the value: not for a password.
+        return [(_pointer(path, []), f'does not satisfy {error.validator} '
+                                     f'{json.dumps(error.validator_value)[:100]}')]
     return [(_pointer(path, []), error.message[:MAX_MESSAGE])]
 
 

@@ -113,3 +113,20 @@ def test_retry_revalidates_the_stored_payload(client, app, broker):
     assert stale.status_code == 422 and stale.json['code'] == 422
     assert {e['path'] for e in stale.json['errors']} == {'/colour', '/description'}
     assert broker.llen('jobs') == before + 1
+
+
+def test_the_request_digest_is_keyed_by_the_secret(make_app):
+    """The ledger's request_digest of a user.create body (which holds the clear
+    password) is an HMAC under FLASK_SECRET_KEY, not a hash anyone can recompute."""
+    import hashlib
+    import json
+    from web.idempotency import digest
+    body = {'username': 'ann', 'email': 'ann@example.com', 'password': 'correct horse'}
+    canonical = json.dumps(['user.create', body], sort_keys=True, separators=(',', ':'))
+    digests = []
+    for secret in ('a' * 32, 'b' * 32):
+        app = make_app(FLASK_SECRET_KEY=secret)
+        with app.app_context():
+            digests.append(digest('user.create', body))
+    assert digests[0] != digests[1]
+    assert hashlib.sha256(canonical.encode()).hexdigest() not in digests

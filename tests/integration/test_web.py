@@ -498,3 +498,11 @@ def test_retry_of_a_queued_job_is_409(app, client):
     body = assert_error(client.post(f'/jobs/{job_id}/retry'), 409)
     assert 'queued' in body['message']
     assert stored_jobs(app)[0]['status'] == 'queued'
+
+
+@pytest.mark.parametrize('password', ['Tiny-pw', 12345678], ids=['too-short', 'not-a-string'])
+def test_a_refused_password_is_not_quoted_back(client, password):
+    payload = {'username': 'ann', 'email': 'ann@example.com', 'password': password}
+    body = assert_error(client.post('/jobs/user.create', json=payload), 400)
+    assert body['errors'][0]['path'] == '/password'
+    assert str(password) not in json.dumps(body)
