@@ -1,5 +1,5 @@
 """BaseModel and its `objects` manager: the ORM API of the seed."""
-from sqlalchemy import Column, DateTime, Integer, event, func, inspect, select, text
+from sqlalchemy import Column, DateTime, Integer, event, func, insert, inspect, select, text
 from sqlalchemy.orm import DeclarativeBase, object_session
 
 from pg.exceptions import (InvalidQueryError, MultipleFoundError, NotFoundError, PgError,
@@ -171,6 +171,13 @@ class Manager:
             raise InvalidQueryError('raw_sql takes the SQL text as a str')
         with translate():
             return _session(connection_name).execute(text(sql), params)
+
+    def insert_many(self, rows, connection_name=DEFAULT):
+        """Insert one row per dict of column values in one statement, building
+        no objects (SQLAlchemy's ORM bulk INSERT); return the ids in order."""
+        stmt = insert(self.model).returning(self.model.id, sort_by_parameter_order=True)
+        with translate():
+            return _session(connection_name).scalars(stmt, list(rows)).all()
 
     def add_all(self, objects, connection_name=DEFAULT):
         """Insert the new objects in as few statements as the driver allows."""

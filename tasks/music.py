@@ -39,9 +39,7 @@ def _id():
 def _insert_many(model):
     """A batch of creations as one multi-row INSERT; results in payload order."""
     def insert_many(payloads):
-        rows = [model(**payload) for payload in payloads]
-        model.objects.add_all(rows)
-        return [{'id': row.id} for row in rows]
+        return [{'id': row_id} for row_id in model.objects.insert_many(payloads)]
     return insert_many
 
 

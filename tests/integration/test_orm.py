@@ -158,3 +158,12 @@ def test_guid_column_accepts_uuid_and_text(db):
     session = Genre.objects.session()
     assert session.scalar(select(literal(str(value), GUID()))) == value
     assert session.scalar(select(literal(value, GUID()))) == value
+
+
+def test_insert_many_returns_the_ids_in_row_order(db):
+    rows = [{'name': f'n{i}', 'description': f'd{i}'} for i in range(30)]
+    ids = Genre.objects.insert_many(rows)
+    db.pool.commit()
+    assert len(set(ids)) == 30
+    assert [Genre.objects.get(id=i).name for i in ids] == [r['name'] for r in rows]
+    assert Genre.objects.get(id=ids[0]).created_at is not None  # the database's default
