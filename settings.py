@@ -15,6 +15,7 @@ def _bool(value):
 
 
 MODES = ('development', 'production')
+LOG_FORMATS = ('json', 'text')
 
 
 def _mode(value):
@@ -22,6 +23,13 @@ def _mode(value):
     if mode not in MODES:
         raise ValueError(f'it is one of {", ".join(MODES)}')
     return mode
+
+
+def _log_format(value):
+    log_format = str(value).strip().lower()
+    if log_format not in LOG_FORMATS:
+        raise ValueError(f'it is one of {", ".join(LOG_FORMATS)}')
+    return log_format
 
 
 class Setting(NamedTuple):
@@ -78,6 +86,9 @@ SETTINGS = {
         60.0, float, 'A job running this long without its row lock held (its worker died) is run again.'),
     'WORKER_SWEEP_EVERY_SECONDS': Setting(
         30.0, float, 'How often beat runs the recovery sweep.'),
+    'LOG_FORMAT': Setting(
+        'json', _log_format, 'json (one JSON object a line) or text: how web, worker, beat and '
+                             'Flower write their logs.'),
     'FLOWER_BASIC_AUTH': Setting(
         '', str, '`user:password` for Flower (read by Flower itself); production needs a '
                  'password of 12+ characters, not the example\'s.'),

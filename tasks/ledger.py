@@ -39,6 +39,8 @@ class Job(BaseModel):
     idempotency_scope = Column(String(64))
     idempotency_key = Column(Text)
     request_digest = Column(String(64))
+    # X-Request-ID of the request that recorded it: the worker's log lines about it carry it.
+    request_id = Column(String(128))
 
     def public(self):
         """The job as the HTTP API shows it."""
@@ -47,6 +49,7 @@ class Job(BaseModel):
             'attempts': self.attempts, 'result': self.result, 'error': self.error,
             'created_at': self.created_at.isoformat() if self.created_at else None,
             'updated_at': self.updated_at.isoformat() if self.updated_at else None,
+            'request_id': self.request_id,
         }
 
 
@@ -68,7 +71,7 @@ CLAIM_MANY = text('''
 UPDATE jobs SET status = :running, attempts = attempts + 1, updated_at = now()
 WHERE id IN (SELECT id FROM jobs WHERE id = ANY(:ids) AND status IN (:queued, :running)
              ORDER BY id FOR UPDATE)
-RETURNING id, attempts
+RETURNING id, attempts, request_id
 ''')
 
 
@@ -76,8 +79,8 @@ ASYNC_COMMIT = text('SET LOCAL synchronous_commit TO off')
 
 
 def claim_many(session, job_ids):
-    """`claim` for many jobs at once: {job id: attempt number} of the
-    unfinished ones, committed."""
+    """`claim` for many jobs at once: {job id: (attempt number, request id)}
+    of the unfinished ones, committed."""
     with translate():
         # Not worth a wait for the disk: a claim lost in a crash only undercounts
         # attempts, while the effect and the completion are committed durably.
@@ -85,7 +88,7 @@ def claim_many(session, job_ids):
         claimed = session.execute(CLAIM_MANY, {
             'ids': list(job_ids), 'queued': QUEUED, 'running': RUNNING}).all()
         session.commit()
-    return dict(claimed)
+    return {job_id: (attempt, request_id) for job_id, attempt, request_id in claimed}
 
 
 def settle(session, job_id, status, *, result=None, error=None, from_status=RUNNING):
@@ -108,7 +111,8 @@ class IdempotencyConflict(Exception):
 
 
 def insert_jobs(session, jobs):
-    """Insert one queued job per (kind, payload) pair (not committed); return their ids."""
+    """Insert one queued job per (kind, payload[, request id]) tuple (not
+    committed); return their ids."""
     with translate():
         return _insert(session, jobs)
 
@@ -116,9 +120,10 @@ def insert_jobs(session, jobs):
 # One statement whatever the number of jobs (prepared once by the driver). The
 # ids come from the sequence in the order of the rows, so sorted they match them.
 INSERT_JOBS = text('''
-INSERT INTO jobs (kind, payload, status, attempts)
-SELECT kind, payload, :queued, 0
-FROM unnest(CAST(:kinds AS text[]), CAST(:payloads AS jsonb[])) WITH ORDINALITY AS t(kind, payload, n)
+INSERT INTO jobs (kind, payload, status, attempts, request_id)
+SELECT kind, payload, :queued, 0, request_id
+FROM unnest(CAST(:kinds AS text[]), CAST(:payloads AS jsonb[]), CAST(:request_ids AS text[]))
+     WITH ORDINALITY AS t(kind, payload, request_id, n)
 ORDER BY n
 RETURNING id
 ''')
@@ -127,26 +132,29 @@ RETURNING id
 def _insert(session, jobs):
     # The hot path of every POST: plain SQL, no ORM objects.
     ids = session.scalars(INSERT_JOBS, {
-        'queued': QUEUED, 'kinds': [kind for kind, _ in jobs],
-        'payloads': [json.dumps(payload) for _, payload in jobs]}).all()
+        'queued': QUEUED, 'kinds': [job[0] for job in jobs],
+        'payloads': [json.dumps(job[1]) for job in jobs],
+        'request_ids': [job[2] if len(job) > 2 else None for job in jobs]}).all()
     return sorted(ids)
 
 
-def record(session, kind, payloads, *, scope=None, keys=None, digests=None):
-    """Insert one queued job per payload (not committed); return (ids, created).
+def record(session, kind, payloads, *, scope=None, keys=None, digests=None, request_id=None):
+    """Insert one queued job per payload (not committed), each with the
+    `request_id` of the request; return (ids, created).
 
     With idempotency `keys` (one per payload, with the `digests` of the
     requests), keys already recorded in `scope` insert nothing: their jobs'
     ids come back with created False. Raises IdempotencyConflict when a key
     was used for another request."""
     with translate():
-        return _record(session, kind, payloads, scope, keys, digests)
+        return _record(session, kind, payloads, scope, keys, digests, request_id)
 
 
-def _record(session, kind, payloads, scope, keys, digests):
+def _record(session, kind, payloads, scope, keys, digests, request_id):
     if keys is None:
-        return _insert(session, [(kind, p) for p in payloads]), True
-    rows = [{'kind': kind, 'payload': p, 'status': QUEUED, 'attempts': 0} for p in payloads]
+        return _insert(session, [(kind, p, request_id) for p in payloads]), True
+    rows = [{'kind': kind, 'payload': p, 'status': QUEUED, 'attempts': 0,
+             'request_id': request_id} for p in payloads]
     for row, key, digest in zip(rows, keys, digests):
         row.update(idempotency_scope=scope, idempotency_key=key, request_digest=digest)
     # Waits for a concurrent insert of the same key to commit, then skips the row.

@@ -8,9 +8,9 @@ from flask import current_app, g, request
 from web import security
 from web.errors import ApiError
 
-# The health check, and the API's description (web/openapi.py), which says what needs a token.
+# The health check, the metrics, and the API's description (web/openapi.py), which says what needs a token.
 OPEN_ENDPOINTS = {'system.health', 'openapi.document', 'openapi.docs', 'openapi.docs_asset',
-                  'openapi.docs_initializer'}
+                  'openapi.docs_initializer', 'metrics.metrics'}
 
 
 def tokens(config):

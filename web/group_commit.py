@@ -35,7 +35,8 @@ class _Waiter:
 
 class GroupCommit:
     """Runs `flush(jobs) -> ids` over groups of at most `limit` jobs, each job
-    a (kind, payload) pair; `flush` commits and publishes, or raises."""
+    the tuple given to `submit` (kind, payload, ...); `flush` commits and
+    publishes, or raises."""
 
     def __init__(self, flush, limit, delay=0.0):
         self._flush = flush
@@ -58,10 +59,10 @@ class GroupCommit:
             with self._lock:
                 self._arriving -= 1
 
-    def submit(self, kind, payload):
-        """Record and publish one job with the others waiting; return its id.
-        Raises what the flush of its group raised."""
-        me = _Waiter((kind, payload))
+    def submit(self, *job):
+        """Record and publish one job, (kind, payload, ...), with the others
+        waiting; return its id. Raises what the flush of its group raised."""
+        me = _Waiter(job)
         with self._lock:
             self._waiting.append(me)
             lead = not self._flushing

@@ -8,7 +8,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from tasks import REGISTRY
 from tasks.kinds import InvalidPayload
 from tasks.ledger import FAILED, QUEUED, STATUSES, IdempotencyConflict, Job, insert_jobs, record
-from web import idempotency
+from web import idempotency, request_id
 from web.errors import ApiError
 from web.group_commit import GroupCommit
 from worker import publish
@@ -160,7 +160,7 @@ def _enqueue(kind, payloads, stored, keys=None):
     digests = keys and [idempotency.digest(kind.name, p) for p in payloads]
     try:
         ids, created = record(session, kind.name, stored, scope=idempotency.scope(),
-                              keys=keys, digests=digests)
+                              keys=keys, digests=digests, request_id=request_id.current())
     except IdempotencyConflict:
         db.pool.rollback()
         raise ApiError(422, f'{idempotency.HEADER} was already used with another request')
@@ -176,7 +176,8 @@ def _enqueue(kind, payloads, stored, keys=None):
 
 
 def _flush(jobs):
-    """Record (committed) and publish a group of (kind, payload) jobs; return their ids."""
+    """Record (committed) and publish a group of (kind, payload, request id)
+    jobs; return their ids."""
     db = current_app.extensions['pg']
     try:
         ids = insert_jobs(db.pool.connection().session, jobs)
@@ -185,8 +186,8 @@ def _flush(jobs):
         db.pool.rollback()
         raise
     by_kind = {}
-    for (kind_name, _), job_id in zip(jobs, ids):
-        by_kind.setdefault(kind_name, []).append(job_id)
+    for job, job_id in zip(jobs, ids):
+        by_kind.setdefault(job[0], []).append(job_id)
     try:
         for kind_name, kind_ids in by_kind.items():
             publish(current_app.extensions['celery'], kind_ids, kind_name,
@@ -230,7 +231,8 @@ def create_job(kind_name):
         stored = _stored(kind, payload)
         if keys is None:
             # Without a key there is nothing to look up: the job joins the next group commit.
-            return _accepted(group_commit.submit(kind.name, stored), kind.name)
+            return _accepted(group_commit.submit(kind.name, stored, request_id.current()),
+                             kind.name)
     [job_id], created = _enqueue(kind, [payload], [stored], keys)
     if created:
         return _accepted(job_id, kind.name)

@@ -25,8 +25,12 @@ it in a PostgreSQL ledger and applies it once through Celery workers.
 
 When the service is configured with API tokens (`FLASK_API_TOKENS`), every
 request carries `Authorization: Bearer <token>`, except `GET /health`,
-`GET /openapi.json` and `GET /docs`, which are always open. Without tokens
-configured, nothing needs one.
+`GET /metrics`, `GET /openapi.json` and `GET /docs`, which are always open.
+Without tokens configured, nothing needs one.
+
+Every answer carries an `X-Request-ID` header: the request's own (1-128
+printable ASCII characters) or, without a valid one, a new id. The jobs a
+request records keep it (`request_id`), and the logs about them show it.
 
 Every error body is `{"code", "message"}`, plus `"errors": [{"path", "message"}]`
 (JSON pointers into the body) for schema violations."""
@@ -145,6 +149,8 @@ def _components(kinds):
                 'error': {'type': ['string', 'null'], 'description': 'Why a job failed.'},
                 'created_at': {'type': ['string', 'null'], 'format': 'date-time'},
                 'updated_at': {'type': ['string', 'null'], 'format': 'date-time'},
+                'request_id': {'type': ['string', 'null'],
+                               'description': 'X-Request-ID of the request that recorded it.'},
             },
             'required': ['id', 'kind', 'status', 'attempts', 'result', 'error',
                          'created_at', 'updated_at'],
@@ -301,6 +307,12 @@ def build_document(kinds, batch_limit):
             'responses': {'200': {'description': 'Both answer.', 'content': _json(_ref('Health'))},
                           '503': _ref('HealthUnavailable', 'responses')},
         })},
+        '/metrics': {'get': _open({
+            'tags': ['system'], 'operationId': 'metrics',
+            'summary': 'Prometheus metrics from the ledger and the broker (open without a token)',
+            'responses': {'200': {'description': 'Prometheus text format 0.0.4.',
+                                  'content': {'text/plain': {'schema': {'type': 'string'}}}}},
+        })},
         '/openapi.json': {'get': _open({
             'tags': ['system'], 'operationId': 'openapi',
             'summary': 'This document (open without a token)',
@@ -319,7 +331,7 @@ def build_document(kinds, batch_limit):
         'info': {'title': 'Message-queue worker service', 'version': API_VERSION,
                  'description': DESCRIPTION},
         'tags': [{'name': 'jobs', 'description': 'Queue jobs and follow them.'},
-                 {'name': 'system', 'description': 'Health and documentation.'}],
+                 {'name': 'system', 'description': 'Health, metrics and documentation.'}],
         'security': [{'bearerAuth': []}],
         'paths': paths,
         'components': _components(kinds),

@@ -6,6 +6,7 @@ import random
 
 from flask import current_app
 
+from logs import job_request_id
 from pg.exceptions import PgError, TransientError, translate
 from tasks import REGISTRY, JobFailed
 from tasks.ledger import FAILED, QUEUED, RUNNING, SUCCEEDED, Job, claim_many, settle
@@ -67,28 +68,41 @@ def _retry_later(task, alone):
 def _run_group(task, job_ids, session, config):
     """Claim the jobs (committed: a dead worker's attempts are counted), then
     apply them all in one transaction; if that fails, each in its own."""
-    attempts = claim_many(session, job_ids)
-    ready = [job_id for job_id, attempt in sorted(attempts.items())
+    claimed = claim_many(session, job_ids)
+    ready = [job_id for job_id, (attempt, _) in sorted(claimed.items())
              if attempt <= config['WORKER_MAX_ATTEMPTS']]
-    for job_id in attempts.keys() - set(ready):
-        _attempt(job_id, attempts[job_id], session, config, retry=None)  # fails it
+    for job_id in claimed.keys() - set(ready):
+        _attempt(job_id, *claimed[job_id], session, config, retry=None)  # fails it
     if not ready:
-        return 'duplicate' if not attempts else FAILED
+        return 'duplicate' if not claimed else FAILED
     try:
         return f'{run_batch(session, ready)} applied'
     except BatchAborted as error:
-        log.info('group of %d jobs aborted (%s): applying them one by one', len(ready), error)
+        request_ids = sorted({claimed[j][1] for j in ready if claimed[j][1] is not None})
+        log.info('group of %d jobs aborted (%s): applying them one by one', len(ready), error,
+                 extra={'job_ids': ready, 'request_ids': request_ids})
     retry = _retry_later(task, alone=len(ready) == 1 and len(job_ids) == 1)
     for job_id in ready:
-        _attempt(job_id, attempts[job_id], session, config, retry)
+        _attempt(job_id, *claimed[job_id], session, config, retry)
     return f'{len(ready)} applied one by one'
 
 
-def _attempt(job_id, attempt, session, config, retry):
-    """Apply a claimed job in its own transaction and record its outcome."""
+def _attempt(job_id, attempt, request_id, session, config, retry):
+    """Apply a claimed job in its own transaction and record its outcome; the
+    log lines meanwhile carry the job's request id."""
+    token = job_request_id.set(request_id)
+    try:
+        return _attempt_alone(job_id, attempt, session, config, retry)
+    finally:
+        job_request_id.reset(token)
+
+
+def _attempt_alone(job_id, attempt, session, config, retry):
     if attempt > config['WORKER_MAX_ATTEMPTS']:
         # Earlier attempts died with their worker (killed, out of memory): stop here.
         _record(session, job_id, FAILED, f'gave up after {attempt - 1} attempts: worker lost')
+        log.warning('job %s failed: gave up after %d attempts: worker lost', job_id, attempt - 1,
+                    extra={'job_id': job_id})
         return FAILED
     try:
         applied = _apply(session, job_id)
@@ -99,20 +113,31 @@ def _attempt(job_id, attempt, session, config, retry):
         _rollback(session)
         if attempt < config['WORKER_MAX_ATTEMPTS']:
             _record(session, job_id, QUEUED, error)
-            retry(job_id, backoff(attempt, config), error)
+            delay = backoff(attempt, config)
+            log.info('job %s: attempt %d met %s: retried in %.1f s', job_id, attempt,
+                     type(error).__name__, delay, extra={'job_id': job_id})
+            retry(job_id, delay, error)
             return QUEUED
         _record(session, job_id, FAILED, f'gave up after {attempt} attempts: {error}')
+        log.warning('job %s failed: gave up after %d attempts: %s', job_id, attempt,
+                    type(error).__name__, extra={'job_id': job_id})
         return FAILED
     except (JobFailed, PgError, ValueError) as error:
         _rollback(session)
         _record(session, job_id, FAILED, error)
+        log.warning('job %s failed: %s', job_id, _reason(error), extra={'job_id': job_id})
         return FAILED
     except Exception as error:
         # The runner is the boundary: a bug in a handler fails its job, never the worker.
         _rollback(session)
-        log.exception('job %s: handler error', job_id)
+        log.exception('job %s: handler error', job_id, extra={'job_id': job_id})
         _record(session, job_id, FAILED, f'internal error: {type(error).__name__}')
         return FAILED
+
+
+def _reason(error):
+    # The reason the ledger keeps, in one line: no SQL or parameters of a driver's error.
+    return str(error).splitlines()[0][:300] if str(error) else type(error).__name__
 
 
 def _rollback(session):

@@ -1,7 +1,12 @@
 """The entry point of the celery command (worker, beat, flower):
 `celery -A worker.main worker`."""
-from celery import signals
+import logging
 
+from celery import signals
+from celery.apps import worker as celery_worker
+from celery.utils.log import get_multiprocessing_logger
+
+import logs
 from web import create_app
 from worker.broker import TRANSPORT
 
@@ -14,3 +19,30 @@ def _worker_transport(conf=None, **_):
     """The worker process (only it) consumes through worker.broker's transport,
     which survives a lost Redis connection."""
     conf.broker_transport = TRANSPORT
+
+
+@signals.setup_logging.connect
+def _logging(loglevel=None, **_):
+    """Celery's processes (worker, beat, Flower) log through logs.py, Celery's
+    own records included (a receiver here means Celery installs no handler)."""
+    installed = logs.configure(flask_app.config, level=loglevel or logging.INFO, force=True)
+    multiprocessing = get_multiprocessing_logger()
+    if multiprocessing is not None:  # billiard's pool logger does not propagate
+        multiprocessing.handlers = [installed]
+        multiprocessing.setLevel(logging.ERROR)
+
+
+@signals.celeryd_init.connect
+def _json_only(instance=None, **_):
+    """With JSON logs, the worker writes nothing else: no startup banner, and
+    its shutdown notices (written from a signal handler) as JSON lines."""
+    if flask_app.config['LOG_FORMAT'] == 'json':
+        instance.quiet = True
+        celery_worker.safe_say = logs.say_json
+
+
+@signals.celeryd_after_setup.connect
+def _redirect_prints(conf=None, **_):
+    # What Celery does when it sets up logging itself: a stray print is a log line.
+    if conf.worker_redirect_stdouts:
+        celery.log.redirect_stdouts(conf.worker_redirect_stdouts_level)

@@ -165,14 +165,14 @@ def test_every_operation_has_its_error_answers_in_the_envelope(document):
     assert 'Retry-After' in unavailable['headers']
 
 
-def test_bearer_auth_is_declared_and_only_docs_and_health_are_open(document):
+def test_bearer_auth_is_declared_and_only_docs_health_and_metrics_are_open(document):
     assert document['components']['securitySchemes']['bearerAuth'] == {
         'type': 'http', 'scheme': 'bearer',
         'description': document['components']['securitySchemes']['bearerAuth']['description']}
     assert document['security'] == [{'bearerAuth': []}]
     open_paths = {path for path, item in document['paths'].items()
                   for operation in item.values() if operation.get('security') == []}
-    assert open_paths == {'/health', '/openapi.json', '/docs'}
+    assert open_paths == {'/health', '/metrics', '/openapi.json', '/docs'}
     assert '/health' in document['info']['description']
 
 
