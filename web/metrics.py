@@ -3,10 +3,16 @@
 
 Web and workers are separate processes (containers), so no process counts
 jobs itself: the ledger, which every process writes, is the one place that
-knows them all. A scrape is one pass over the jobs table (every counter and
-the duration histogram come from it), one index look-up for the oldest
-queued job plus one look at pg_stat_activity, and one LLEN; scrapes arriving
-within a second of one another (threads, several Prometheus) share it.
+knows them all. Each process's collector keeps the totals of the jobs it
+has seen settled: the jobs below the oldest unfinished one and older than
+SETTLE_SECONDS (no transaction still inserting one of them) are finished
+and stay so. A scrape then reads by primary key only the jobs past them
+(the backlog and the last SETTLE_SECONDS), plus one small statement of index
+look-ups (the bounds, the oldest queued job, the lock waits) and one LLEN;
+the first scrape of a process reads the whole ledger once. A settled job
+queued again (POST /jobs/<id>/retry) or an emptied ledger makes the next
+scrape start over. Scrapes within a second of one another (threads, several
+Prometheus) share one computation.
 """
 import logging
 import math
@@ -31,30 +37,53 @@ bp = Blueprint('metrics', __name__)
 # Upper bounds (seconds) of the duration histogram's buckets, +Inf added.
 BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
 SHARED_SECONDS = 1.0  # a scrape this recent is answered again rather than recomputed
+SETTLE_SECONDS = 30  # far longer than any transaction that inserts jobs
 STATEMENT_TIMEOUT_MS = 5000
+# Reading a whole large ledger once may take longer: the scrape that pays for
+# it may time out in Prometheus, the next one finds the totals kept.
+FIRST_PASS_TIMEOUT_MS = 300000
+MAX_ID = 2**63 - 1
 
-# One pass: per kind and status, the jobs, their retries (attempts past the
-# first) and, for finished jobs, how many took at most each bucket's bound
-# from acceptance (created_at) to completion (finished_at).
+# Per kind and status, over the jobs with after < id <= upto: the jobs, their
+# retries (attempts past the first), and for finished jobs the sum of their
+# durations, acceptance (created_at) to completion (finished_at), and how
+# many took at most each bucket's bound.
 _BUCKET_COLUMNS = ',\n       '.join(
     f'count(*) FILTER (WHERE seconds <= {bound!r})' for bound in BUCKETS)
-LEDGER = text(f'''
+TOTALS = text(f'''
 SELECT kind, status, count(*), coalesce(sum(attempts - 1) FILTER (WHERE attempts > 1), 0),
        coalesce(sum(seconds), 0),
        {_BUCKET_COLUMNS}
-FROM (SELECT kind, status, attempts,
-             EXTRACT(EPOCH FROM finished_at - created_at)::float8 AS seconds FROM jobs) AS j
+FROM (SELECT kind, status, attempts, date_part('epoch', finished_at - created_at) AS seconds
+      FROM jobs WHERE id > :after AND id <= :upto) AS j
 GROUP BY kind, status
 ''')
 
-# The oldest queued job (ix_jobs_status_created) and the sessions of this
-# database waiting for a lock (a hot row).
-NOW = text('''
-SELECT (SELECT EXTRACT(EPOCH FROM clock_timestamp() - min(created_at))::float8
+# The oldest unfinished job and the newest job older than SETTLE_SECONDS (what
+# may be settled), whether the last settled job is still there (the ledger
+# was not emptied), the age of the oldest queued job, the sessions of this
+# database waiting for a lock. Through indexes (ix_jobs_status_created, the
+# primary key: backwards over the last SETTLE_SECONDS of jobs).
+BOUNDS = text('''
+SELECT (SELECT min(id) FROM (SELECT id FROM jobs WHERE status IN (:queued, :running)
+                             OFFSET 0) AS unfinished),
+       (SELECT id FROM jobs WHERE created_at < now() - make_interval(secs => :settle)
+        ORDER BY id DESC LIMIT 1),
+       (SELECT created_at FROM jobs WHERE id = :mark),
+       (SELECT date_part('epoch', clock_timestamp() - min(created_at))
         FROM jobs WHERE status = :queued),
        (SELECT count(*) FROM pg_stat_activity
         WHERE datname = current_database() AND wait_event_type = 'Lock')
 ''')
+
+
+def _add(into, rows):
+    """Sum TOTALS rows into {(kind, status): [count, retries, seconds, *buckets]}."""
+    for kind, status, *numbers in rows:
+        found = into.setdefault((kind, status), [0] * len(numbers))
+        for i, number in enumerate(numbers):
+            found[i] += number
+    return into
 
 
 class LedgerCollector:
@@ -67,6 +96,14 @@ class LedgerCollector:
         self._families = []
         self._at = -math.inf
         self._redis = None
+        self._forget()
+
+    def _forget(self):
+        # The totals of the jobs with id <= _through, all finished when read; the
+        # created_at of the newest of them, to notice the ledger was emptied.
+        self._settled = {}
+        self._through = 0
+        self._mark = (None, None)
 
     def collect(self):
         with self._lock:
@@ -96,11 +133,29 @@ class LedgerCollector:
     def _ledger(self):
         engine = self._app.extensions['pg'].pool.connection().engine
         with translate(), engine.connect() as conn:
-            # LOCAL: the pooled connection is rolled back, its timeout with it, when closed.
-            conn.execute(text(f'SET LOCAL statement_timeout = {STATEMENT_TIMEOUT_MS}'))
-            rows = conn.execute(LEDGER).all()
-            oldest, lock_waits = conn.execute(NOW, {'queued': QUEUED}).one()
-        return [*_ledger_families(rows), *_now_families(oldest, lock_waits)]
+            # Local to the transaction: rolled back with it when the connection is closed.
+            timeout = text("SELECT set_config('statement_timeout', :ms, true)")
+            conn.execute(timeout, {'ms': str(STATEMENT_TIMEOUT_MS)})
+            mark_id, mark_created = self._mark
+            unfinished, old_enough, still, oldest, lock_waits = conn.execute(BOUNDS, {
+                'queued': QUEUED, 'running': RUNNING, 'settle': SETTLE_SECONDS,
+                'mark': mark_id or 0}).one()
+            if still != mark_created or (unfinished is not None and unfinished <= self._through):
+                self._forget()  # emptied, or a settled job queued again: read it all anew
+            settled = min(old_enough or 0, MAX_ID if unfinished is None else unfinished - 1)
+            if settled > self._through:
+                conn.execute(timeout, {'ms': str(FIRST_PASS_TIMEOUT_MS)})
+                rows = conn.execute(TOTALS, {'after': self._through, 'upto': settled}).all()
+                conn.execute(timeout, {'ms': str(STATEMENT_TIMEOUT_MS)})
+                last = conn.execute(text(
+                    'SELECT id, created_at FROM jobs WHERE id <= :upto ORDER BY id DESC LIMIT 1'),
+                    {'upto': settled}).one_or_none()
+                _add(self._settled, rows)
+                # Up to the newest job there is: ids past it are new jobs, whatever happened.
+                self._through, self._mark = (last[0], tuple(last)) if last else (0, (None, None))
+            recent = conn.execute(TOTALS, {'after': self._through, 'upto': MAX_ID}).all()
+        totals = _add({key: list(numbers) for key, numbers in self._settled.items()}, recent)
+        return [*_ledger_families(totals), *_now_families(oldest, lock_waits)]
 
     def _queue_depth(self):
         if self._redis is None:
@@ -116,12 +171,12 @@ class LedgerCollector:
         return depth
 
 
-def _ledger_families(rows):
-    kinds = sorted(set(REGISTRY) | {row[0] for row in rows})
+def _ledger_families(totals):
+    kinds = sorted(set(REGISTRY) | {kind for kind, _ in totals})
     by_status = {status: dict.fromkeys(kinds, 0) for status in (QUEUED, RUNNING, SUCCEEDED, FAILED)}
     accepted, retried = dict.fromkeys(kinds, 0), dict.fromkeys(kinds, 0)
     histograms = []
-    for kind, status, count, retries, seconds, *cumulative in rows:
+    for (kind, status), (count, retries, seconds, *cumulative) in sorted(totals.items()):
         accepted[kind] += count
         retried[kind] += int(retries)
         by_status.setdefault(status, dict.fromkeys(kinds, 0))[kind] += count

@@ -244,3 +244,45 @@ def test_concurrent_scrapes_share_one_computation(app, monkeypatch):
     assert {a.status_code for a in answers} == {200}
     assert len({a.get_data() for a in answers}) == 1
     assert len(computed) == 1
+
+
+def test_settled_jobs_are_read_once_and_the_totals_stay_right(app, client, monkeypatch):
+    from web import metrics
+    collector = next(iter(app.extensions['metrics']._collector_to_names))
+    monkeypatch.setattr(metrics, 'SHARED_SECONDS', 0.0)
+    ids = client.post('/jobs/genre.create/batch', json=[GENRE] * 5).get_json()['ids']
+    # Finished long ago (two of them failed): settled at the next scrape.
+    sql(app, "UPDATE jobs SET status = 'succeeded', attempts = 1, "
+             "created_at = now() - interval '1 hour', finished_at = now() - interval '59 minutes'")
+    sql(app, "UPDATE jobs SET status = 'failed' WHERE id = ANY(:ids)", ids=ids[3:])
+    _, samples = scrape(client)
+    assert collector._through == ids[-1]
+    assert value(samples, 'jobs_succeeded_total', kind='genre.create') == 3
+    assert value(samples, 'jobs_failed_total', kind='genre.create') == 2
+
+    # Settled rows are not read again: changed behind the collector's back, they count as before.
+    sql(app, "UPDATE jobs SET kind = 'album.create' WHERE id = :i", i=ids[0])
+    fresh = client.post('/jobs/genre.create', json=GENRE).get_json()['id']
+    _, samples = scrape(client)
+    assert value(samples, 'jobs_accepted_total', kind='genre.create') == 6
+    assert value(samples, 'jobs_unfinished', kind='genre.create', status='queued') == 1
+    sql(app, "UPDATE jobs SET kind = 'genre.create' WHERE id = :i", i=ids[0])
+
+    # A settled failed job queued again: read anew, it counts as queued.
+    assert client.post(f'/jobs/{ids[4]}/retry').status_code == 202
+    _, samples = scrape(client)
+    assert value(samples, 'jobs_failed_total', kind='genre.create') == 1
+    assert value(samples, 'jobs_unfinished', kind='genre.create', status='queued') == 2
+    assert collector._through < ids[4]
+    assert fresh > ids[4]
+
+    # The ledger emptied (ids restart at 1): what the collector kept is dropped.
+    from pg import init_db
+    with app.app_context():
+        init_db(app).cleandb()
+    again = client.post('/jobs/artist.create/batch',
+                        json=[{'name': 'a', 'description': 'b', 'genre_id': 1}] * 2)
+    assert again.get_json()['ids'] == [1, 2]
+    _, samples = scrape(client)
+    assert value(samples, 'jobs_accepted_total', kind='genre.create') == 0
+    assert value(samples, 'jobs_accepted_total', kind='artist.create') == 2
