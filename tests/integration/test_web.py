@@ -126,7 +126,7 @@ def test_valid_job_is_accepted_recorded_and_queued(app, client, broker):
     assert status.status_code == 200
     job = status.get_json()
     assert set(job) == {'id', 'kind', 'status', 'attempts', 'result', 'error',
-                        'created_at', 'updated_at'}
+                        'created_at', 'updated_at', 'request_id'}
     assert (job['id'], job['kind'], job['status'], job['attempts']) == (
         body['id'], 'genre.create', 'queued', 0)
 
