@@ -100,6 +100,24 @@ def test_a_refused_token_still_gets_its_request_id(make_app):
     assert client.get('/metrics').status_code == 200  # open, as /health
 
 
+def test_a_5xx_is_logged_with_its_request_id(make_app):
+    import logs
+    stream = io.StringIO()
+    web_log = logging.getLogger('web')
+    handler = logs.handler('json', stream)
+    web_log.addHandler(handler)
+    try:
+        client = make_app(SQLALCHEMY_DEFAULT='postgresql://ds:not-the-pw@127.0.0.1:1/ds').test_client()
+        down = client.get('/jobs/1', headers={HEADER: 'down-1'})
+    finally:
+        web_log.removeHandler(handler)
+    assert down.status_code == 503 and down.headers[HEADER] == 'down-1'
+    [record] = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert record['level'] == 'WARNING' and record['request_id'] == 'down-1'
+    assert record['message'] == 'database unavailable: ConnectionLostError'
+    assert 'not-the-pw' not in stream.getvalue()
+
+
 def test_the_request_id_is_recorded_with_the_job(app, client):
     single = client.post('/jobs/genre.create', json=GENRE, headers={HEADER: 'single-1'})
     keyed = client.post('/jobs/genre.create', json=GENRE,
