@@ -1,9 +1,9 @@
 """Group commit of single-job POSTs.
 
-gunicorn's gthread workers serve a process's requests in threads. Jobs that
-arrive together share one flush: one INSERT, one COMMIT and one broker
-message per kind for all of them, where each request alone would pay for one
-of each. A request is answered only once its job is committed and published,
+gunicorn's gevent workers serve a process's requests concurrently (greenlets;
+threads would do as well). Jobs that arrive together share one flush: one
+INSERT, one COMMIT and one broker message per kind for all of them, where
+each request alone would pay for one of each. A request is answered only once its job is committed and published,
 as on its own.
 
 No thread of its own: the first request to find no flush running leads one;

@@ -32,16 +32,20 @@ def test_flower_shows_the_worker_and_a_finished_task(clean):
         workers = _get(base + '/api/workers?refresh=1', auth).json()
         assert workers and any('jobs' in str(w.get('active_queues')) for w in workers.values())
 
-        job = svc.run('genre.create', {'name': 'watched', 'description': 'd'})
-        deadline = time.monotonic() + 20
-        while True:
-            tasks = _get(base + '/api/tasks', auth).json()
-            seen = [t for t in tasks.values()
-                    if t.get('name') == 'genre.create' and t.get('state') == 'SUCCESS'
-                    and t.get('args') and str(job['id']) in t['args']]
-            if seen:
-                break
-            assert time.monotonic() < deadline, tasks
-            time.sleep(0.3)
+        # The worker sends task events once Flower has turned them on (its
+        # enable_events, every 5 s): jobs applied before that are not seen.
+        deadline = time.monotonic() + 30
+        seen = []
+        while not seen:
+            assert time.monotonic() < deadline, 'Flower never saw a task'
+            job = svc.run('genre.create', {'name': 'watched', 'description': 'd'})
+            for _ in range(10):
+                tasks = _get(base + '/api/tasks', auth).json()
+                seen = [t for t in tasks.values()
+                        if t.get('name') == 'genre.create' and t.get('state') == 'SUCCESS'
+                        and t.get('args') and str(job['id']) in t['args']]
+                if seen:
+                    break
+                time.sleep(0.3)
     finally:
         svc.stop('flower')

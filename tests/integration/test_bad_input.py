@@ -73,7 +73,8 @@ def build_app(**overrides):
     given here are their defaults, whatever the environment says."""
     from web import create_app
     config = {'SQLALCHEMY_DEFAULT': DATABASE_URL, 'CELERY_BROKER_URL': BROKER_URL,
-              'CELERY_PUBLISH_TIMEOUT': 1.0, 'FLASK_API_TOKENS': '', **overrides}
+              'CELERY_PUBLISH_TIMEOUT': 1.0, 'FLASK_API_TOKENS': '', 'SERVICE_MODE': 'development',
+              **overrides}
     with patch.dict(os.environ, {'FLASK_CONFIG_PREFIXES': 'SQLALCHEMY'}):
         for name in service_settings.SETTINGS:
             if name != 'FLASK_CONFIG_PREFIXES':
@@ -839,7 +840,7 @@ def web(broker, tmp_path_factory):
         'PATH': os.path.dirname(sys.executable) + os.pathsep + os.environ.get('PATH', ''),
         'FLASK_CONFIG_PREFIXES': 'FLASK,SQLALCHEMY,CELERY',
         'SQLALCHEMY_DEFAULT': DATABASE_URL, 'CELERY_BROKER_URL': BROKER_URL,
-        'PORT': str(free_port()), 'WEB_CONCURRENCY': '1',
+        'PORT': str(free_port()), 'WEB_CONCURRENCY': '1', 'SERVICE_MODE': 'development',
     })
     process = Process('web', env, str(tmp_path_factory.mktemp('web-logs')))
     url = f'http://127.0.0.1:{env["PORT"]}'
