@@ -3,14 +3,14 @@
 gunicorn's gevent workers serve a process's requests concurrently (greenlets;
 threads would do as well). Jobs that arrive together share one flush: one
 INSERT, one COMMIT and one broker message per kind for all of them, where
-each request alone would pay for one of each. A request is answered only once its job is committed and published,
-as on its own.
+each request alone would pay for one of each. A request is answered only
+once its job is committed and published, as on its own.
 
-No thread of its own: the first request to find no flush running leads one;
-when it is done it hands the lead to the first job still waiting. Before
-flushing, the leader lets the requests on their way join until `delay` after
-the first job of its group arrived (so jobs that waited out the last flush go
-at once), unless it is alone now and was alone in the last group.
+No thread of its own: a request that finds fewer than `leaders` flushes
+running leads one; when it is done it hands the lead to a job still waiting.
+Before flushing, the leader lets the requests on their way join until `delay`
+after the first job of its group arrived (so jobs that waited out the last
+flush go at once), unless it is alone now and was alone in the last group.
 """
 import threading
 import time
@@ -18,16 +18,18 @@ from contextlib import contextmanager
 
 
 class _Waiter:
-    __slots__ = ('job', 'arrived', 'woken', 'done', 'job_id', 'error')
+    __slots__ = ('job', 'arrived', 'leads', 'woken', 'finished', 'job_id', 'error')
 
     def __init__(self, job):
         self.job = job
         self.arrived = time.monotonic()
-        self.woken = threading.Event()
-        self.done = False
+        self.leads = False
+        self.woken = threading.Event()     # finished, or asked to lead a flush
+        self.finished = threading.Event()  # job_id or error is set
         self.job_id = self.error = None
 
     def outcome(self):
+        self.finished.wait()
         if self.error is not None:
             raise self.error
         return self.job_id
@@ -36,15 +38,17 @@ class _Waiter:
 class GroupCommit:
     """Runs `flush(jobs) -> ids` over groups of at most `limit` jobs, each job
     the tuple given to `submit` (kind, payload, ...); `flush` commits and
-    publishes, or raises."""
+    publishes, or raises. Up to `leaders` flushes run at once: the next group
+    gathers while the last one waits for its COMMIT."""
 
-    def __init__(self, flush, limit, delay=0.0):
+    def __init__(self, flush, limit, delay=0.0, leaders=2):
         self._flush = flush
         self._limit = limit
         self._delay = delay
+        self._max_leaders = leaders
         self._lock = threading.Lock()
-        self._waiting = []
-        self._flushing = False
+        self._waiting = []  # submitted, not yet in a group
+        self._leaders = 0
         self._arriving = 0
         self._last_size = 0
 
@@ -65,27 +69,44 @@ class GroupCommit:
         me = _Waiter(job)
         with self._lock:
             self._waiting.append(me)
-            lead = not self._flushing
-            self._flushing = True
-        if not lead:
+            if self._leaders < self._max_leaders:
+                self._leaders += 1
+                me.leads = True
+        if not me.leads:
             me.woken.wait()
-            if me.done:
-                return me.outcome()
-        self._lead()
+        if me.leads:  # from the start, or handed over
+            self._lead()
         return me.outcome()
 
     def _lead(self):
-        if self._delay and (self._arriving > 1 or self._last_size > 1):
+        """Flush the next group (it may hold this leader's job or not), then
+        hand the lead to a job still waiting, if any."""
+        with self._lock:
+            first = self._waiting[0].arrived if self._waiting else None
+        if first is not None and self._delay and (self._arriving > 1 or self._last_size > 1):
             # Others are on their way (or were, a moment ago): let them join
             # rather than flush a group of one. The wait counts from the first
             # arrival: jobs that waited out the last flush are sent at once.
-            left = self._delay - (time.monotonic() - self._waiting[0].arrived)
+            left = self._delay - (time.monotonic() - first)
             if left > 0:
                 time.sleep(left)
         with self._lock:
             group = self._waiting[:self._limit]
             del self._waiting[:self._limit]
-            self._last_size = len(group)
+            if group:
+                self._last_size = len(group)
+        if group:
+            self._run(group)
+        with self._lock:
+            successor = next((w for w in self._waiting if not w.leads), None)
+            if successor is None:
+                self._leaders -= 1
+            else:
+                successor.leads = True
+        if successor is not None:
+            successor.woken.set()
+
+    def _run(self, group):
         try:
             ids = self._flush([w.job for w in group])
             for waiter, job_id in zip(group, ids):
@@ -93,11 +114,6 @@ class GroupCommit:
         except Exception as error:  # every job of the group gets the answer
             for waiter in group:
                 waiter.error = error
-        with self._lock:
-            successor = self._waiting[0] if self._waiting else None
-            self._flushing = successor is not None
         for waiter in group:
-            waiter.done = True
+            waiter.finished.set()
             waiter.woken.set()
-        if successor is not None:
-            successor.woken.set()  # not done: it leads the next flush

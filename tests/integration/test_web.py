@@ -506,3 +506,20 @@ def test_a_refused_password_is_not_quoted_back(client, password):
     body = assert_error(client.post('/jobs/user.create', json=payload), 400)
     assert body['errors'][0]['path'] == '/password'
     assert str(password) not in json.dumps(body)
+
+
+def test_a_group_commit_connection_lost_while_idle_costs_no_request(app, client):
+    """The group commit's connections skip the pool's ping: one found dead
+    (a database restart, an idle timeout) is replaced, and the POST succeeds."""
+    from sqlalchemy import create_engine, text
+    assert client.post('/jobs/genre.create', json=GENRE).status_code == 202
+    killer = create_engine(DATABASE_URL)
+    with killer.connect() as conn:
+        killed = conn.execute(text(
+            'SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity '
+            "WHERE datname = current_database() AND pid <> pg_backend_pid() "
+            "AND backend_type = 'client backend'")).scalar()
+    killer.dispose()
+    assert killed >= 1
+    response = client.post('/jobs/genre.create', json=GENRE)
+    assert response.status_code == 202, response.get_json()

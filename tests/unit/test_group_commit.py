@@ -92,3 +92,42 @@ def test_the_lead_passes_on_after_a_failure():
     with pytest.raises(ConnectionError):
         group_commit.submit('k', {'n': 0})
     assert group_commit.submit('k', {'n': 1}) == 0
+
+
+class Overlap(Recorder):
+    """Counts the flushes running at once."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.running = self.most = 0
+
+    def __call__(self, jobs):
+        with self.lock:
+            self.running += 1
+            self.most = max(self.most, self.running)
+        try:
+            return super().__call__(jobs)
+        finally:
+            with self.lock:
+                self.running -= 1
+
+
+def test_at_most_the_given_number_of_flushes_overlap():
+    flush = Overlap(seconds=0.01)
+    results = submit_all(GroupCommit(flush, limit=8, delay=0.001, leaders=2),
+                         [('k', {'n': i}) for i in range(120)])
+    assert flush.most == 2  # the next group gathered while the last one committed
+    assert sorted(results) == list(range(120))
+
+
+def test_every_submitter_is_answered_whatever_fails():
+    import random
+    rng = random.Random(3)
+    flush = Overlap(seconds=0.002, fail_when=lambda job: job[1]['n'] % 17 == 0)
+    group_commit = GroupCommit(flush, limit=5, delay=0.001, leaders=3)
+    for _ in range(5):
+        jobs = [('k', {'n': rng.randrange(10_000)}) for _ in range(60)]
+        results = submit_all(group_commit, jobs)
+        assert all(isinstance(r, (int, ConnectionError)) for r in results)
+    assert flush.most <= 3
+    assert group_commit._leaders == 0  # every lead was given back
