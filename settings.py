@@ -73,7 +73,7 @@ SETTINGS = {
     'CELERY_PUBLISH_TIMEOUT': Setting(
         2.0, float, 'Seconds the web waits for Redis before answering 503.'),
     'WORKER_BATCH_SIZE': Setting(
-        100, int, 'Jobs of one batch request (or sweep) sent as one message, applied in one transaction.'),
+        500, int, 'Jobs of one batch request (or sweep) sent as one message, applied in one transaction.'),
     'WORKER_MAX_ATTEMPTS': Setting(
         5, int, 'Tries of a job that meets transient errors before it is failed.'),
     'WORKER_RETRY_BASE_SECONDS': Setting(

@@ -62,7 +62,7 @@ GROUP BY kind, status
 # The oldest unfinished job and the newest job older than SETTLE_SECONDS (what
 # may be settled), whether the last settled job is still there (the ledger
 # was not emptied), the age of the oldest queued job, the sessions of this
-# database waiting for a lock. Through indexes (ix_jobs_status_created, the
+# database waiting for a lock. Through indexes (ix_jobs_unfinished, the
 # primary key: backwards over the last SETTLE_SECONDS of jobs).
 BOUNDS = text('''
 SELECT (SELECT min(id) FROM (SELECT id FROM jobs WHERE status IN (:queued, :running)
