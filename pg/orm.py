@@ -1,4 +1,6 @@
 """BaseModel and its `objects` manager: the ORM API of the seed."""
+import json
+
 from sqlalchemy import Column, DateTime, Integer, event, func, insert, inspect, select, text
 from sqlalchemy.orm import DeclarativeBase, object_session
 
@@ -174,10 +176,24 @@ class Manager:
 
     def insert_many(self, rows, connection_name=DEFAULT):
         """Insert one row per dict of column values in one statement, building
-        no objects (SQLAlchemy's ORM bulk INSERT); return the ids in order."""
-        stmt = insert(self.model).returning(self.model.id, sort_by_parameter_order=True)
+        no objects; return the ids in order. Rows of the same columns travel
+        as one JSON array that PostgreSQL unpacks (jsonb_populate_recordset):
+        no parameter per value to build on either side."""
+        rows = list(rows)
+        session = _session(connection_name)
+        table = self.model.__table__
+        names = set(rows[0]) if rows else set()
+        columns = [c.name for c in table.columns if c.name in names]
+        if not rows or len(columns) != len(names) or any(set(r) != names for r in rows):
+            # Rows of other shapes: SQLAlchemy's ORM bulk INSERT.
+            stmt = insert(self.model).returning(self.model.id, sort_by_parameter_order=True)
+            with translate():
+                return session.scalars(stmt, rows).all()
         with translate():
-            return _session(connection_name).scalars(stmt, list(rows)).all()
+            ids = session.scalars(_unpacking_insert(session, table, columns),
+                                  {'rows': json.dumps(rows)}).all()
+        # The ids come from the sequence in the rows' order (ORDER BY ordinality).
+        return sorted(ids)
 
     def add_all(self, objects, connection_name=DEFAULT):
         """Insert the new objects in as few statements as the driver allows."""
@@ -185,6 +201,16 @@ class Manager:
         with translate():
             session.add_all(objects)
             session.flush()
+
+
+def _unpacking_insert(session, table, columns):
+    """INSERT of the rows of a JSON array: names from the model, quoted by the
+    dialect; the values come only through the bound :rows."""
+    quote = session.get_bind().dialect.identifier_preparer.quote
+    names = ', '.join(quote(c) for c in columns)
+    return text(f'INSERT INTO {quote(table.name)} ({names}) SELECT {names} '
+                f'FROM jsonb_populate_recordset(NULL::{quote(table.name)}, CAST(:rows AS jsonb)) '
+                f'WITH ORDINALITY AS r ORDER BY ordinality RETURNING id')
 
 
 class _ManagerAccessor:

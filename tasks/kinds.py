@@ -3,6 +3,7 @@ handler that applies it. A domain module declares its kinds with `@kind`."""
 from dataclasses import dataclass, field
 from typing import Callable
 
+import jsonschema_rs
 from jsonschema import Draft202012Validator
 
 
@@ -31,6 +32,17 @@ class Kind:
     validator: Draft202012Validator = field(repr=False, default=None)
     batch_limit: int = None
     handle_many: Callable = None
+    compiled: object = field(repr=False, default=None)
+
+    def surely_valid(self, payload):
+        """True when the compiled validator (jsonschema-rs, some 50 times faster)
+        accepts the payload. False means: ask `validator`, the reference, which
+        also words the errors; the compiled one may be stricter (emails) or
+        unable to read a value."""
+        try:
+            return self.compiled.is_valid(payload)
+        except Exception:
+            return False
 
     def apply_many(self, payloads):
         """The results of applying the payloads in order, in the caller's transaction."""
@@ -72,6 +84,7 @@ def kind(name, schema, prepare=None, batch_limit=None, handle_many=None):
             handle_many=handle_many,
             description=(handler.__doc__ or '').strip().split('\n')[0],
             validator=Draft202012Validator(schema,
-                                           format_checker=Draft202012Validator.FORMAT_CHECKER))
+                                           format_checker=Draft202012Validator.FORMAT_CHECKER),
+            compiled=jsonschema_rs.Draft202012Validator(schema, validate_formats=True))
         return handler
     return register

@@ -167,3 +167,13 @@ def test_insert_many_returns_the_ids_in_row_order(db):
     assert len(set(ids)) == 30
     assert [Genre.objects.get(id=i).name for i in ids] == [r['name'] for r in rows]
     assert Genre.objects.get(id=ids[0]).created_at is not None  # the database's default
+
+
+def test_insert_many_takes_rows_of_other_shapes_and_hostile_values(db):
+    hostile = "x'); DROP TABLE genre; --"
+    same = Genre.objects.insert_many([{'name': hostile, 'description': '\\u00e9 "q"'}] * 3)
+    mixed = Genre.objects.insert_many([{'name': 'a', 'description': 'b'}, {'name': 'only'}])
+    db.pool.commit()
+    assert [Genre.objects.get(id=i).name for i in same] == [hostile] * 3
+    assert Genre.objects.get(id=same[0]).description == '\\u00e9 "q"'
+    assert Genre.objects.get(id=mixed[1]).description is None
