@@ -72,7 +72,7 @@ def claim(session, job_id):
 # In id order, so two deliveries of one group cannot deadlock.
 CLAIM_MANY = text('''
 UPDATE jobs SET status = :running, attempts = attempts + 1, updated_at = now()
-WHERE id IN (SELECT id FROM jobs WHERE id = ANY(:ids) AND status IN (:queued, :running)
+WHERE id IN (SELECT id FROM jobs WHERE id = ANY(CAST(:ids AS bigint[])) AND status IN (:queued, :running)
              ORDER BY id FOR UPDATE)
 RETURNING id, attempts, request_id
 ''')
@@ -89,7 +89,7 @@ def claim_many(session, job_ids):
         # attempts, while the effect and the completion are committed durably.
         session.execute(ASYNC_COMMIT)
         claimed = session.execute(CLAIM_MANY, {
-            'ids': list(job_ids), 'queued': QUEUED, 'running': RUNNING}).all()
+            'ids': id_array(job_ids), 'queued': QUEUED, 'running': RUNNING}).all()
         session.commit()
     return {job_id: (attempt, request_id) for job_id, attempt, request_id in claimed}
 
@@ -124,21 +124,26 @@ def insert_jobs(session, jobs):
 # ids come from the sequence in the order of the rows, so sorted they match them.
 INSERT_JOBS = text('''
 INSERT INTO jobs (kind, payload, status, attempts, request_id)
-SELECT kind, payload, :queued, 0, request_id
-FROM unnest(CAST(:kinds AS text[]), CAST(:payloads AS jsonb[]), CAST(:request_ids AS text[]))
-     WITH ORDINALITY AS t(kind, payload, request_id, n)
+SELECT job->>'kind', job->'payload', :queued, 0, job->>'request_id'
+FROM jsonb_array_elements(CAST(:jobs AS jsonb)) WITH ORDINALITY AS t(job, n)
 ORDER BY n
 RETURNING id
 ''')
 
 
 def _insert(session, jobs):
-    # The hot path of every POST: plain SQL, no ORM objects.
-    ids = session.scalars(INSERT_JOBS, {
-        'queued': QUEUED, 'kinds': [job[0] for job in jobs],
-        'payloads': [json.dumps(job[1]) for job in jobs],
-        'request_ids': [job[2] if len(job) > 2 else None for job in jobs]}).all()
+    # The hot path of every POST: plain SQL, no ORM objects, and the jobs as
+    # one JSON document (one parameter: no per-value work in the driver).
+    ids = session.scalars(INSERT_JOBS, {'queued': QUEUED, 'jobs': json.dumps([
+        {'kind': job[0], 'payload': job[1], 'request_id': job[2] if len(job) > 2 else None}
+        for job in jobs])}).all()
     return sorted(ids)
+
+
+def id_array(ids):
+    """Job ids as one PostgreSQL array literal (a bound parameter, cast to
+    bigint[] by the statement): cheaper for the driver than a list."""
+    return '{' + ','.join(str(int(i)) for i in ids) + '}'
 
 
 def record(session, kind, payloads, *, scope=None, keys=None, digests=None, request_id=None):

@@ -14,22 +14,22 @@ from sqlalchemy import text
 
 from pg.exceptions import PgError, translate
 from tasks import REGISTRY, JobFailed
-from tasks.ledger import RUNNING, SUCCEEDED
+from tasks.ledger import RUNNING, SUCCEEDED, id_array
 
 log = logging.getLogger(__name__)
 
 # Locks the rows in id order (no deadlock between two groups) and skips jobs
 # finished meanwhile (a duplicate delivery, re-checked once the lock is held).
 LOCK = '''
-SELECT id, kind, payload FROM jobs WHERE id = ANY(:ids) AND status = :running
+SELECT id, kind, payload FROM jobs WHERE id = ANY(CAST(:ids AS bigint[])) AND status = :running
 ORDER BY id FOR UPDATE
 '''
 
 COMPLETE = '''
 UPDATE jobs SET status = :succeeded, result = done.result, error = NULL,
                 updated_at = now(), finished_at = clock_timestamp()
-FROM (SELECT unnest(CAST(:ids AS bigint[])) AS id,
-             CAST(unnest(CAST(:results AS text[])) AS jsonb) AS result) AS done
+FROM (SELECT CAST(e->>0 AS bigint) AS id, e->1 AS result
+      FROM jsonb_array_elements(CAST(:done AS jsonb)) AS d(e)) AS done
 WHERE jobs.id = done.id
 '''
 
@@ -45,7 +45,7 @@ def run_batch(session, job_ids):
     try:
         with translate():
             claimed = session.execute(text(LOCK), {
-                'ids': list(job_ids), 'running': RUNNING}).fetchall()
+                'ids': id_array(job_ids), 'running': RUNNING}).fetchall()
         by_kind = {}
         for job_id, kind_name, payload in sorted(claimed):
             by_kind.setdefault(kind_name, []).append((job_id, dict(payload)))
@@ -55,12 +55,11 @@ def run_batch(session, job_ids):
             if kind is None:
                 raise JobFailed(f'unknown job kind {kind_name}')
             outcomes = kind.apply_many([payload for _, payload in jobs])
-            results.extend((job_id, json.dumps(out)) for (job_id, _), out in zip(jobs, outcomes))
+            results.extend([job_id, out] for (job_id, _), out in zip(jobs, outcomes))
         with translate():
             if results:
-                session.execute(text(COMPLETE), {
-                    'succeeded': SUCCEEDED, 'ids': [r[0] for r in results],
-                    'results': [r[1] for r in results]})
+                session.execute(text(COMPLETE), {'succeeded': SUCCEEDED,
+                                                 'done': json.dumps(results)})
             session.commit()
         return len(results)
     except Exception as error:
