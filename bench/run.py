@@ -169,10 +169,18 @@ class Bench:
         return result
 
     def latency(self, rate):
-        connections = 8
-        delay_ms = max(1, round(1000 * connections / rate))
-        result = self.drive('latency', '/jobs/genre.create', '{"name":"rock","description":"yeah"}',
-                            connections=connections, delay_ms=delay_ms)
+        """Offer `rate` jobs/s: wrk waits `delay` after each answer, so the
+        delay is calibrated on short runs against the answers' own time."""
+        connections, body, path = 16, '{"name":"rock","description":"yeah"}', '/jobs/genre.create'
+        delay_ms = 1000 * connections / rate
+        for _ in range(3):
+            achieved = wrk(self.url + path, body, 2, connections=connections,
+                           delay_ms=round(delay_ms)) / 2
+            answer_ms = max(0.0, 1000 * connections / max(achieved, 1) - delay_ms)
+            delay_ms = max(1.0, 1000 * connections / rate - answer_ms)
+        progress(f'latency: {rate:.0f}/s offered with a {delay_ms:.1f} ms pause per connection')
+        result = self.drive('latency', path, body, connections=connections,
+                            delay_ms=round(delay_ms))
         result['offered_per_s'] = round(rate)
         return result
 
