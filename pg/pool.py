@@ -39,9 +39,14 @@ def shared_engine(url, pool_size=5, max_overflow=5, pool_pre_ping=True, lock_tim
     with _engines_lock:
         engine = _engines.get(key)
         if engine is None:
-            connect_args = {'connect_timeout': CONNECT_TIMEOUT_SECONDS}
+            # Custom plans always: the driver prepares the statements it runs
+            # often, and PostgreSQL may then keep one generic plan per
+            # connection, made when a table was still small (a sequential scan)
+            # and kept while it grows by the million between two ANALYZEs.
+            options = ['-c plan_cache_mode=force_custom_plan']
             if lock_timeout_ms is not None:
-                connect_args['options'] = f'-c lock_timeout={int(lock_timeout_ms)}'
+                options.append(f'-c lock_timeout={int(lock_timeout_ms)}')
+            connect_args = {'connect_timeout': CONNECT_TIMEOUT_SECONDS, 'options': ' '.join(options)}
             engine = create_engine(url, pool_size=pool_size, max_overflow=max_overflow,
                                    pool_pre_ping=pool_pre_ping, connect_args=connect_args)
             _engines[key] = engine

@@ -69,10 +69,14 @@ def claim(session, job_id):
     return attempts
 
 
-# In id order, so two deliveries of one group cannot deadlock.
+# In id order, so two deliveries of one group cannot deadlock. "Not
+# finished" rather than "queued or running": worded so, the condition cannot
+# lead the planner to the partial index of unfinished jobs (which under a
+# backlog holds them all) instead of the primary key.
 CLAIM_MANY = text('''
 UPDATE jobs SET status = :running, attempts = attempts + 1, updated_at = now()
-WHERE id IN (SELECT id FROM jobs WHERE id = ANY(CAST(:ids AS bigint[])) AND status IN (:queued, :running)
+WHERE id IN (SELECT id FROM jobs WHERE id = ANY(CAST(:ids AS bigint[]))
+             AND status NOT IN (:succeeded, :failed)
              ORDER BY id FOR UPDATE)
 RETURNING id, attempts, request_id
 ''')
@@ -89,7 +93,8 @@ def claim_many(session, job_ids):
         # attempts, while the effect and the completion are committed durably.
         session.execute(ASYNC_COMMIT)
         claimed = session.execute(CLAIM_MANY, {
-            'ids': id_array(job_ids), 'queued': QUEUED, 'running': RUNNING}).all()
+            'ids': id_array(job_ids), 'running': RUNNING, 'succeeded': SUCCEEDED,
+            'failed': FAILED}).all()
         session.commit()
     return {job_id: (attempt, request_id) for job_id, attempt, request_id in claimed}
 

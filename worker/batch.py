@@ -18,10 +18,12 @@ from tasks.ledger import RUNNING, SUCCEEDED, id_array
 
 log = logging.getLogger(__name__)
 
-# Locks the rows in id order (no deadlock between two groups) and skips jobs
-# finished meanwhile (a duplicate delivery, re-checked once the lock is held).
+# Locks the rows in id order (no deadlock between two groups); the status is
+# checked once the lock is held (a duplicate delivery may have finished them),
+# and in Python: a status condition here could lead the planner to the
+# partial index of unfinished jobs rather than the primary key.
 LOCK = '''
-SELECT id, kind, payload FROM jobs WHERE id = ANY(CAST(:ids AS bigint[])) AND status = :running
+SELECT id, kind, payload, status FROM jobs WHERE id = ANY(CAST(:ids AS bigint[]))
 ORDER BY id FOR UPDATE
 '''
 
@@ -44,11 +46,11 @@ def run_batch(session, job_ids):
     BatchAborted, everything rolled back."""
     try:
         with translate():
-            claimed = session.execute(text(LOCK), {
-                'ids': id_array(job_ids), 'running': RUNNING}).fetchall()
+            locked = session.execute(text(LOCK), {'ids': id_array(job_ids)}).fetchall()
         by_kind = {}
-        for job_id, kind_name, payload in sorted(claimed):
-            by_kind.setdefault(kind_name, []).append((job_id, dict(payload)))
+        for job_id, kind_name, payload, status in locked:
+            if status == RUNNING:
+                by_kind.setdefault(kind_name, []).append((job_id, dict(payload)))
         results = []
         for kind_name, jobs in by_kind.items():
             kind = REGISTRY.get(kind_name)

@@ -177,3 +177,10 @@ def test_insert_many_takes_rows_of_other_shapes_and_hostile_values(db):
     assert [Genre.objects.get(id=i).name for i in same] == [hostile] * 3
     assert Genre.objects.get(id=same[0]).description == '\\u00e9 "q"'
     assert Genre.objects.get(id=mixed[1]).description is None
+
+
+def test_connections_plan_each_statement_for_its_values(db):
+    """No generic plan kept per connection: one made while a table was small
+    (a sequential scan) would stay while the table grows (the ledger under a
+    backlog: claims took 100 ms instead of 1)."""
+    assert Genre.objects.raw_sql('SHOW plan_cache_mode').scalar() == 'force_custom_plan'
