@@ -235,8 +235,10 @@ def main(argv):
                 result = getattr(bench, scenario)()
             if scenario == 'single':
                 single = result
-            reference = naive_locked if scenario == 'hot_row' else naive_single
-            if 'jobs_per_s' in result and reference:
+            # Throughput ratios only: latency and memory have targets of their own.
+            reference = {'single': naive_single, 'batch': naive_single,
+                         'hot_row': naive_locked}.get(scenario)
+            if reference:
                 result['naive_jobs_per_s'] = reference
                 result['ratio'] = round(result['jobs_per_s'] / reference, 2)
             print(json.dumps(result), flush=True)
