@@ -128,12 +128,34 @@ def _service_db():
     return app, app.extensions['pg']
 
 
-def db_upgrade(revision='head'):
-    """Migrate the service database (SQLALCHEMY_DEFAULT) with alembic."""
+def db_upgrade(revision='head', url=None):
+    """Migrate the service database (SQLALCHEMY_DEFAULT, or `url`) with alembic."""
     from alembic import command
     from alembic.config import Config
     os.environ.setdefault('SQLALCHEMY_DEFAULT', SERVICE_DB)
-    command.upgrade(Config(os.path.join(ROOT, 'alembic.ini')), revision)
+    config = Config(os.path.join(ROOT, 'alembic.ini'))
+    if url:
+        config.attributes['url'] = url
+    command.upgrade(config, revision)
+
+
+def prepare_database(app, db):
+    """Bring the service database to the models' schema: migrated with alembic
+    when it is empty or already migrated; one made earlier by syncdb (no
+    alembic_version table) is synced again, with a word on adopting migrations.
+    Returns 'migrated' or 'synced'."""
+    from sqlalchemy import inspect
+    engine = db.pool.connection().engine
+    tables = inspect(engine).get_table_names()
+    if not tables or 'alembic_version' in tables:
+        db_upgrade(url=engine.url.render_as_string(hide_password=False))
+        return 'migrated'
+    print('this database was made by `db sync`: its tables are kept in step with the models '
+          'by syncdb; to migrate it instead, once: '
+          '`SQLALCHEMY_DEFAULT=<its url> .venv/bin/alembic stamp head`')
+    with app.app_context():
+        db.syncdb()
+    return 'synced'
 
 
 def cmd_db(args):
@@ -157,8 +179,7 @@ def cmd_run(args):
     load_env_file()
     cmd_setup(args)
     app, db = _service_db()
-    with app.app_context():
-        db.syncdb()
+    prepare_database(app, db)
     os.chdir(ROOT)
     bin_dir = os.path.dirname(sys.executable)
     os.environ['PATH'] = bin_dir + os.pathsep + os.environ.get('PATH', '')

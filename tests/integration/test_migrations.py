@@ -144,3 +144,21 @@ def test_manage_db_upgrade_migrates_the_configured_database(new_database):
     assert result.returncode == 0, result.stdout + result.stderr
     assert 'Running upgrade  -> 0001' in result.stderr
     assert differences(url) == []
+
+
+def test_manage_run_migrates_a_new_database_and_syncs_an_old_one(new_database):
+    """`manage.py run` prepares the service database: with alembic when it is
+    new (or migrated already), with syncdb when an earlier syncdb made it."""
+    import manage
+    from web import create_app
+    fresh, synced = new_database(), new_database()
+    app = create_app(config={'SQLALCHEMY_DEFAULT': synced})
+    with app.app_context():
+        app.extensions['pg'].syncdb()
+    for url, expected in ((fresh, 'migrated'), (fresh, 'migrated'), (synced, 'synced')):
+        app = create_app(config={'SQLALCHEMY_DEFAULT': url})
+        assert manage.prepare_database(app, app.extensions['pg']) == expected
+        app.extensions['pg'].pool.connection().engine.dispose()
+    assert differences(fresh) == []
+    with psycopg.connect(fresh) as conn:
+        assert conn.execute('SELECT version_num FROM alembic_version').fetchone()
