@@ -56,19 +56,6 @@ class Job(BaseModel):
         }
 
 
-def claim(session, job_id):
-    """Mark an unfinished job running and count the attempt (committed at once,
-    so a worker that dies mid-job leaves a trace). Returns the attempt number,
-    or None when the job is unknown or already finished (a duplicate delivery)."""
-    with translate():
-        attempts = session.execute(
-            update(Job).where(Job.id == job_id, Job.status.in_((QUEUED, RUNNING)))
-            .values(status=RUNNING, attempts=Job.attempts + 1, updated_at=func.now())
-            .returning(Job.attempts)).scalar()
-        session.commit()
-    return attempts
-
-
 # In id order, so two deliveries of one group cannot deadlock. "Not
 # finished" rather than "queued or running": worded so, the condition cannot
 # lead the planner to the partial index of unfinished jobs (which under a
@@ -86,8 +73,10 @@ ASYNC_COMMIT = text('SET LOCAL synchronous_commit TO off')
 
 
 def claim_many(session, job_ids):
-    """`claim` for many jobs at once: {job id: (attempt number, request id)}
-    of the unfinished ones, committed."""
+    """Mark the unfinished jobs among `job_ids` running and count the attempt,
+    committed at once, so a worker that dies mid-job leaves a trace. Returns
+    {job id: (attempt number, request id)}; a job unknown or finished already
+    (a duplicate delivery) is left out."""
     with translate():
         # Not worth a wait for the disk: a claim lost in a crash only undercounts
         # attempts, while the effect and the completion are committed durably.
