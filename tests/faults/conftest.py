@@ -262,6 +262,9 @@ def fault_env(own_postgres, own_redis, tmp_path):
         'WORKER_SWEEP_AGE_SECONDS': '3',
         'WORKER_STALE_RUNNING_SECONDS': '5',
         'WORKER_SWEEP_EVERY_SECONDS': '1',
+        # Small messages: a burst is then more messages than the worker
+        # prefetches (16), so some still wait in Redis when it is killed.
+        'WORKER_BATCH_SIZE': '10',
         'BEAT_SCHEDULE_FILE': str(tmp_path / 'beat-schedule'),
     })
     return env

@@ -5,7 +5,7 @@ every accepted job is applied exactly once, those whose messages died with
 Redis included: the beat's recovery sweep publishes them again."""
 from tests.faults.conftest import Size, check_run, report, run_with_fault
 
-SMALL = Size(warmup=5, outage=10, after=10, threads=1, burst=200, drain_deadline=30,
+SMALL = Size(warmup=5, outage=10, after=10, threads=1, burst=600, drain_deadline=30,
              recovery_grace=5)
 BIG = Size(warmup=15, outage=30, after=30, threads=2, burst=1000, drain_deadline=120,
            recovery_grace=5)
