@@ -10,11 +10,11 @@ import re
 import uuid
 
 import pytest
-import redis
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import text
 
 from tests.conftest import DATABASE_URL
+from tests.integration.service import service_fixtures
 from tests.integration.test_worker_groups import Task
 from worker.execution import run_job
 
@@ -24,42 +24,7 @@ GENRE = {'name': 'jazz', 'description': 'swing'}
 DB_PASSWORD = re.search(r'//[^:/]+:([^@]+)@', DATABASE_URL).group(1)
 
 
-@pytest.fixture(scope='module', autouse=True)
-def broker():
-    client = redis.Redis.from_url(BROKER_URL)
-    client.flushdb()
-    yield client
-    client.flushdb()
-    client.close()
-
-
-@pytest.fixture
-def make_app(env):
-    from web import create_app
-
-    def make(**overrides):
-        return create_app(config={'SQLALCHEMY_DEFAULT': DATABASE_URL,
-                                  'CELERY_BROKER_URL': BROKER_URL,
-                                  'CELERY_PUBLISH_TIMEOUT': 1.0,
-                                  'FLASK_API_TOKENS': '', **overrides})
-    return make
-
-
-@pytest.fixture
-def app(make_app, broker):
-    from pg import init_db
-    app = make_app()
-    with app.app_context():
-        database = init_db(app)
-        database.syncdb()
-        database.cleandb()
-    broker.flushdb()
-    return app
-
-
-@pytest.fixture
-def client(app):
-    return app.test_client()
+broker, make_app, clean, app, client = service_fixtures(BROKER_URL)
 
 
 def sql(app, statement, **params):

@@ -7,12 +7,11 @@ import re
 from html.parser import HTMLParser
 
 import pytest
-import redis
 from jsonschema import Draft202012Validator
 from openapi_spec_validator import validate
 
 from tasks.kinds import Kind
-from tests.conftest import DATABASE_URL
+from tests.integration.service import service_fixtures
 from web.openapi import build_document
 
 BROKER_URL = 'redis://127.0.0.1:6379/4'
@@ -26,41 +25,7 @@ def _kinds():
     return load_all()
 
 
-@pytest.fixture(scope='module', autouse=True)
-def broker():
-    client = redis.Redis.from_url(BROKER_URL)
-    client.flushdb()
-    yield client
-    client.flushdb()
-    client.close()
-
-
-@pytest.fixture
-def make_app(env):
-    from web import create_app
-
-    def make(**overrides):
-        return create_app(config={'SQLALCHEMY_DEFAULT': DATABASE_URL,
-                                  'CELERY_BROKER_URL': BROKER_URL,
-                                  'CELERY_PUBLISH_TIMEOUT': 1.0,
-                                  'FLASK_API_TOKENS': '', **overrides})
-    return make
-
-
-@pytest.fixture
-def app(make_app):
-    from pg import init_db
-    app = make_app()
-    with app.app_context():
-        database = init_db(app)
-        database.syncdb()
-        database.cleandb()
-    return app
-
-
-@pytest.fixture
-def client(app):
-    return app.test_client()
+broker, make_app, clean, app, client = service_fixtures(BROKER_URL)
 
 
 @pytest.fixture

@@ -4,9 +4,9 @@ accepted job stays queued."""
 import json
 
 import pytest
-import redis
 
 from tests.conftest import DATABASE_URL
+from tests.integration.service import service_fixtures
 
 BROKER_URL = 'redis://127.0.0.1:6379/11'
 CLOSED_PORT_REDIS = 'redis://127.0.0.1:1/0'
@@ -31,54 +31,7 @@ def _kinds():
     return sorted(load_all())
 
 
-@pytest.fixture(scope='module', autouse=True)
-def broker():
-    """An empty Redis database for the messages of this module."""
-    client = redis.Redis.from_url(BROKER_URL)
-    client.flushdb()
-    yield client
-    client.flushdb()
-    client.close()
-
-
-@pytest.fixture
-def make_app(env):
-    """Build a service app on the test database and broker, `overrides` winning.
-    Called outside any app context (get_or_create_app would reuse that app)."""
-    from web import create_app
-
-    def make(**overrides):
-        config = {
-            'SQLALCHEMY_DEFAULT': DATABASE_URL,
-            'CELERY_BROKER_URL': BROKER_URL,
-            'CELERY_PUBLISH_TIMEOUT': 1.0,
-            'FLASK_API_TOKENS': '',
-            **overrides,
-        }
-        return create_app(config=config)
-    return make
-
-
-@pytest.fixture
-def clean(make_app):
-    """The tables created and emptied once, through an app on the real database."""
-    from pg import init_db
-    app = make_app()
-    with app.app_context():
-        database = init_db(app)
-        database.syncdb()
-        database.cleandb()
-    return app
-
-
-@pytest.fixture
-def app(clean):
-    return clean
-
-
-@pytest.fixture
-def client(app):
-    return app.test_client()
+broker, make_app, clean, app, client = service_fixtures(BROKER_URL)
 
 
 def stored_jobs(app):

@@ -1,0 +1,56 @@
+"""The fixtures of a module that tests the service in-process: apps on the
+test database, with a Redis database of the module's own as the broker.
+
+    broker, make_app, clean, app, client = service_fixtures(BROKER_URL)
+"""
+import pytest
+import redis
+
+from tests.conftest import DATABASE_URL
+
+
+def service_fixtures(broker_url):
+    @pytest.fixture(scope='module', autouse=True)
+    def broker():
+        """An empty Redis database for the messages of the module."""
+        client = redis.Redis.from_url(broker_url)
+        client.flushdb()
+        yield client
+        client.flushdb()
+        client.close()
+
+    @pytest.fixture
+    def make_app(env):
+        """Build a service app on the test database and broker, `overrides` winning.
+        Called outside any app context (get_or_create_app would reuse that app)."""
+        from web import create_app
+
+        def make(**overrides):
+            return create_app(config={'SQLALCHEMY_DEFAULT': DATABASE_URL,
+                                      'CELERY_BROKER_URL': broker_url,
+                                      'CELERY_PUBLISH_TIMEOUT': 1.0,
+                                      'FLASK_API_TOKENS': '', **overrides})
+        return make
+
+    @pytest.fixture
+    def clean(make_app, broker):
+        """The tables created and emptied, and the queue emptied, through an
+        app on the real database."""
+        from pg import init_db
+        app = make_app()
+        with app.app_context():
+            database = init_db(app)
+            database.syncdb()
+            database.cleandb()
+        broker.flushdb()
+        return app
+
+    @pytest.fixture
+    def app(clean):
+        return clean
+
+    @pytest.fixture
+    def client(app):
+        return app.test_client()
+
+    return broker, make_app, clean, app, client
