@@ -6,6 +6,7 @@ import socket
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 
 import pytest
 import redis
@@ -47,6 +48,19 @@ class Service:
 
     def stop(self, name, sig=signal.SIGTERM):
         self.processes.pop(name).stop(sig)
+
+    @contextmanager
+    def running(self, *names):
+        """Start the processes (web and worker among them), wait until both
+        answer, and stop every process on the way out."""
+        for name in names:
+            self.start(name)
+        try:
+            self.wait_web()
+            self.wait_worker()
+            yield self
+        finally:
+            self.stop_all()
 
     def stop_all(self):
         for name in list(self.processes):
@@ -142,14 +156,8 @@ def service(service_env, tmp_path_factory):
     with svc.app.app_context():
         svc.db.syncdb()
         svc.db.cleandb()
-    svc.start('web')
-    svc.start('worker')
-    try:
-        svc.wait_web()
-        svc.wait_worker()
+    with svc.running('web', 'worker'):
         yield svc
-    finally:
-        svc.stop_all()
 
 
 @pytest.fixture

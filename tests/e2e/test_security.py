@@ -127,14 +127,10 @@ def secure(service_env, tmp_path_factory):
     svc.http.headers['Authorization'] = f'Bearer {known["FLASK_API_TOKENS"]}'
     with svc.app.app_context():
         svc.db.syncdb()
-    for name in ('web', 'worker', 'flower'):
-        svc.start(name)
     try:
-        svc.wait_web()
-        svc.wait_worker()
-        yield svc
+        with svc.running('web', 'worker', 'flower'):
+            yield svc
     finally:
-        svc.stop_all()
         redis.Redis.from_url(SECURE_BROKER_URL).flushdb()
 
 

@@ -65,6 +65,15 @@ def pg_bindir():
                 'none found with pg_config --bindir or in /usr/lib/postgresql/*/bin')
 
 
+def read_log(path):
+    """A server's log so far ('' when there is none yet)."""
+    try:
+        with open(path, errors='replace') as f:
+            return f.read()
+    except OSError:
+        return ''
+
+
 class OwnPostgres:
     """A throwaway PostgreSQL cluster in a temporary directory, on a free port
     of 127.0.0.1 (unix socket in the same directory), fsync off."""
@@ -133,11 +142,7 @@ class OwnPostgres:
         self.start()
 
     def log(self):
-        try:
-            with open(self.log_path, errors='replace') as f:
-                return f.read()
-        except OSError:
-            return ''
+        return read_log(self.log_path)
 
     def cleanup(self):
         """Stop the server if it runs and delete its directory; never raises."""
@@ -201,11 +206,7 @@ class OwnRedis:
                 self.popen.wait()
 
     def log(self):
-        try:
-            with open(self.log_path, errors='replace') as f:
-                return f.read()
-        except OSError:
-            return ''
+        return read_log(self.log_path)
 
     def cleanup(self):
         try:
