@@ -172,9 +172,7 @@ def _stored(kind, payload, prefix=()):
 def _enqueue(kind, payloads, stored, keys=None):
     """Record the jobs (committed), then publish them; return (ids, created).
 
-    A request replayed with its Idempotency-Key records and publishes nothing.
-    If the broker is down, the new jobs are taken back and the answer is 503:
-    nothing is left half-accepted."""
+    A request replayed with its Idempotency-Key records and publishes nothing."""
     db = current_app.extensions['pg']
     session = db.pool.connection().session
     digests = keys and [idempotency.digest(kind.name, p) for p in payloads]
@@ -186,30 +184,18 @@ def _enqueue(kind, payloads, stored, keys=None):
         raise ApiError(422, f'{idempotency.HEADER} was already used with another request')
     db.pool.commit()
     if created:
-        try:
-            publish(current_app.extensions['celery'], ids, kind.name,
-                    per_message=current_app.config['WORKER_BATCH_SIZE'])
-        except Exception:
-            _withdraw(db, ids)
-            raise
+        _publish(db, {kind.name: ids})
     return ids, created
 
 
 def _flush(jobs):
     """Record (committed) and publish a group of (kind, payload, request id)
     jobs; return their ids."""
-    db = current_app.extensions['pg']
     ids = _record_group(jobs)
     by_kind = {}
     for job, job_id in zip(jobs, ids):
         by_kind.setdefault(job[0], []).append(job_id)
-    try:
-        for kind_name, kind_ids in by_kind.items():
-            publish(current_app.extensions['celery'], kind_ids, kind_name,
-                    per_message=current_app.config['WORKER_BATCH_SIZE'])
-    except Exception:
-        _withdraw(db, ids)
-        raise
+    _publish(current_app.extensions['pg'], by_kind)
     return ids
 
 
@@ -243,6 +229,16 @@ def init_group_commit(app):
         default.url, pool_size=GROUP_LEADERS, max_overflow=0, pool_pre_ping=False,
         lock_timeout_ms=app.config['SQLALCHEMY_LOCK_TIMEOUT_MS'])
 
+def _publish(db, by_kind):
+    """Publish recorded jobs, {kind: ids}. If the broker refuses, they are all
+    taken back and the answer is 503: nothing is left half-accepted."""
+    try:
+        for kind_name, ids in by_kind.items():
+            publish(current_app.extensions['celery'], ids, kind_name,
+                    per_message=current_app.config['WORKER_BATCH_SIZE'])
+    except Exception:
+        _withdraw(db, [job_id for ids in by_kind.values() for job_id in ids])
+        raise
 
 
 def _withdraw(db, ids):
