@@ -119,11 +119,11 @@ def load_env_file():
 
 def _service_db():
     os.environ.setdefault('SQLALCHEMY_DEFAULT', SERVICE_DB)
-    from web import create_app
-    from web.security import InsecureConfigError
+    from service import create_app
+    from service.errors import ConfigError
     try:
         app = create_app()
-    except InsecureConfigError as error:
+    except ConfigError as error:
         sys.exit(str(error))
     return app, app.extensions['pg']
 

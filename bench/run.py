@@ -16,7 +16,9 @@ import time
 import redis
 from sqlalchemy import create_engine, text
 
-from bench.processes import ROOT, Process, rss_bytes
+import ledger
+
+from cli.processes import ROOT, Process, rss_bytes
 
 DB_URL = os.environ.get('BENCH_DATABASE_URL', 'postgresql://ds:dsps@127.0.0.1:5432/ds_bench')
 BROKER_URL = os.environ.get('BENCH_BROKER_URL', 'redis://127.0.0.1:6379/14')
@@ -78,12 +80,18 @@ class Bench:
             result = conn.execute(text(statement), params)
             return result.fetchall() if result.returns_rows else None
 
+    def ledger(self, read):
+        """`read(conn)`, one of the ledger's reads, on a connection of its own."""
+        with self.engine.begin() as conn:
+            return read(conn)
+
     def start(self):
-        from web import create_app
-        app = create_app(config={'SQLALCHEMY_DEFAULT': DB_URL, 'CELERY_BROKER_URL': BROKER_URL})
-        with app.app_context():
-            app.extensions['pg'].dropdb()
-            app.extensions['pg'].syncdb()
+        from service import create_app
+        self.app = create_app(config={'SQLALCHEMY_DEFAULT': DB_URL,
+                                      'CELERY_BROKER_URL': BROKER_URL})
+        with self.app.app_context():
+            self.app.extensions['pg'].dropdb()
+            self.app.extensions['pg'].syncdb()
         redis.Redis.from_url(BROKER_URL).flushdb()
         for name in ('web', 'worker'):
             self.processes[name] = Process(name, self.env, self.log_dir)
@@ -108,17 +116,17 @@ class Bench:
             process.stop()
 
     def reset(self):
-        self.sql('TRUNCATE jobs, album, artist, genre, users RESTART IDENTITY CASCADE')
+        with self.app.app_context():
+            self.app.extensions['pg'].cleandb()
 
     def wait_applied(self, accepted, timeout=300):
         """Wait until `accepted` jobs are finished; return the time it happened."""
         deadline = time.monotonic() + timeout
         last = -1
         while time.monotonic() < deadline:
-            # The unfinished jobs: a look at the small partial index, where
-            # counting the finished ones would scan the whole ledger each time.
-            unfinished = self.sql(
-                "SELECT count(*) FROM jobs WHERE status IN ('queued', 'running')")[0][0]
+            # The unfinished jobs, where counting the finished ones would scan
+            # the whole ledger each time.
+            unfinished = self.ledger(ledger.unfinished_count)
             done = accepted - unfinished
             if unfinished == 0:
                 return time.monotonic()
@@ -129,11 +137,7 @@ class Bench:
         raise RuntimeError(f'only {last} of {accepted} jobs applied in {timeout} s')
 
     def figures(self, scenario, accepted, started, finished):
-        applied, p50, p99 = self.sql(
-            "SELECT count(*),"
-            " percentile_cont(0.5) WITHIN GROUP (ORDER BY finished_at - created_at),"
-            " percentile_cont(0.99) WITHIN GROUP (ORDER BY finished_at - created_at)"
-            " FROM jobs WHERE status = 'succeeded'")[0]
+        applied, p50, p99 = self.ledger(ledger.succeeded_durations)
         return {'scenario': scenario, 'accepted': accepted, 'applied': applied,
                 'jobs_per_s': round(applied / (finished - started)),
                 'p50_ms': round(p50.total_seconds() * 1000, 1) if p50 else None,
@@ -151,7 +155,7 @@ class Bench:
         """Jobs the service accepted: the ledger's rows once wrk is done (wrk
         does not count the answers still in flight when it stops)."""
         time.sleep(0.5)
-        return self.sql('SELECT count(*) FROM jobs')[0][0]
+        return self.ledger(ledger.total_count)
 
     def single(self):
         return self.drive('single', '/jobs/genre.create', '{"name":"rock","description":"yeah"}')

@@ -1,2 +1,4 @@
-"""Clients of the running service's HTTP API for manage.py: `enqueue` (JSON
-Lines in, batches out) and `jobs` (list, show, retry)."""
+"""manage.py's commands: clients of the running service's HTTP API
+(`enqueue`: JSON Lines in, batches out; `jobs`: list, show, retry), and the
+Procfile's processes started one by one (processes.py: the benchmark and the
+end-to-end tests)."""

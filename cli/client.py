@@ -6,6 +6,8 @@ from urllib.parse import quote
 import requests
 from urllib3.exceptions import NewConnectionError
 
+from service.settings import api_tokens
+
 DEFAULT_PORT = '8000'
 
 
@@ -38,7 +40,7 @@ def defaults(env_file, environ=None):
     environ = os.environ if environ is None else environ
     values = {**read_env_file(env_file), **environ}
     port = values.get('PORT') or DEFAULT_PORT
-    tokens = [t.strip() for t in values.get('FLASK_API_TOKENS', '').split(',') if t.strip()]
+    tokens = api_tokens(values)
     return f'http://127.0.0.1:{port}', (tokens[0] if tokens else None)
 
 

@@ -11,9 +11,10 @@ from alembic import context
 from sqlalchemy import create_engine, pool
 
 # The project is importable: alembic.ini's prepend_sys_path is its folder.
-import settings
+import ledger  # noqa: F401  (the jobs table)
 import tasks
 from pg.orm import BaseModel
+from service import settings
 
 config = context.config
 # A caller inside a running process (the tests) keeps its own logging.

@@ -7,7 +7,7 @@ registry it fills.
 import importlib
 import pkgutil
 
-from tasks.kinds import REGISTRY, JobFailed, Kind, kind
+from tasks.kinds import REGISTRY, InvalidPayload, JobFailed, Kind, KindError, kind
 
 
 def load_all():
@@ -17,4 +17,4 @@ def load_all():
     return REGISTRY
 
 
-__all__ = ['REGISTRY', 'JobFailed', 'Kind', 'kind', 'load_all']
+__all__ = ['REGISTRY', 'InvalidPayload', 'JobFailed', 'Kind', 'KindError', 'kind', 'load_all']

@@ -7,19 +7,27 @@ import jsonschema_rs
 from jsonschema import Draft202012Validator
 
 
-class JobFailed(Exception):
-    """The job cannot succeed: it fails at once, without retries."""
+class KindError(Exception):
+    """The root of the job kinds' errors."""
 
     def __init__(self, message=None):
         super().__init__(message or self.__doc__)
 
 
-class InvalidPayload(ValueError):
+class JobFailed(KindError):
+    """The job cannot succeed: it fails at once, without retries."""
+
+
+class InvalidPayload(KindError):
     """A field of the payload is refused by the kind's `prepare`."""
 
     def __init__(self, field, message):
         super().__init__(message)
         self.field = field
+
+
+class KindDefinitionError(KindError):
+    """A kind is declared wrongly (a programming error, met at import)."""
 
 
 @dataclass(frozen=True)
@@ -50,6 +58,11 @@ class Kind:
             return self.handle_many(payloads)
         return [self.handler(p) for p in payloads]
 
+    def batch_cap(self, config_limit):
+        """The most jobs of this kind one batch may carry, under `config_limit`
+        (FLASK_BATCH_LIMIT)."""
+        return min(config_limit, self.batch_limit) if self.batch_limit else config_limit
+
     def stored_payload(self, payload):
         """The payload as the ledger keeps it (`prepare` may hash secrets)."""
         return self.prepare(payload) if self.prepare else payload
@@ -62,7 +75,7 @@ def kind(name, schema, prepare=None, batch_limit=None, handle_many=None):
     """Register the decorated function as the handler of job kind `name`.
 
     `prepare`, if given, turns a valid payload into the form the ledger keeps
-    (run by the web front before recording; a ValueError from it is a 400).
+    (run by the web front before recording; an InvalidPayload from it is a 400).
     `handle_many`, if given, applies a list of payloads at once (a multi-row
     INSERT) when the worker runs a batch; it must do what the handler does.
     `batch_limit` caps a batch of this kind below FLASK_BATCH_LIMIT (for a
@@ -74,11 +87,11 @@ def kind(name, schema, prepare=None, batch_limit=None, handle_many=None):
     """
     Draft202012Validator.check_schema(schema)
     if schema.get('additionalProperties') is not False:
-        raise ValueError(f'kind {name}: the schema must refuse unknown fields')
+        raise KindDefinitionError(f'kind {name}: the schema must refuse unknown fields')
 
     def register(handler):
         if name in REGISTRY and REGISTRY[name].handler is not handler:
-            raise ValueError(f'kind {name} is registered twice')
+            raise KindDefinitionError(f'kind {name} is registered twice')
         REGISTRY[name] = Kind(
             name=name, schema=schema, handler=handler, prepare=prepare, batch_limit=batch_limit,
             handle_many=handle_many,

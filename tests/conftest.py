@@ -36,6 +36,7 @@ def fresh_schema():
     models' own even where an older run left other tables."""
     from sqlalchemy import create_engine
 
+    import ledger  # noqa: F401  (the jobs table)
     import tasks
     from pg.orm import BaseModel
     tasks.load_all()

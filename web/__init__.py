@@ -1,28 +1,24 @@
-"""The HTTP front: `create_app()` builds the whole service app (config,
-database, Celery, blueprints); gunicorn serves `web:create_app()`."""
-import logs
-from app import get_or_create_app
-from pg import init_db
+"""The HTTP front: `create_app()` is the service's app (service.create_app)
+with the API's blueprints on top; gunicorn serves `web:create_app()`."""
+from service import create_app as create_service_app
 from web.auth import init_auth
 from web.errors import init_errors
+from web.group_commit import init_group_commit
 from web.request_id import init_request_id
-from worker import init_celery
 
 
 def create_app(config=None):
-    """The service's Flask app; `config` overrides settings (tests).
+    """The web front's Flask app; `config` overrides settings (tests).
 
-    Raises pg.exceptions.ConfigError when SQLALCHEMY_DEFAULT is missing."""
+    Raises service.errors.ConfigError or pg.exceptions.ConfigError for a
+    configuration the service cannot run with."""
     from web import jobs, metrics, openapi, system
-    app = get_or_create_app('web', config=config)
-    logs.configure(app.config)
+    app = create_service_app(config, name='web')
     init_request_id(app)
-    init_db(app)
-    init_celery(app)
     init_errors(app)
     init_auth(app)
     app.register_blueprint(jobs.bp)
-    jobs.init_group_commit(app)
+    init_group_commit(app)
     app.register_blueprint(system.bp)
     app.register_blueprint(openapi.bp)
     metrics.init_metrics(app)

@@ -1,20 +1,22 @@
 """Bearer-token authentication: when FLASK_API_TOKENS is set, every request
-but the health check and the API's description must carry one of its tokens."""
+but those of the open endpoints must carry one of its tokens."""
 import hashlib
 import hmac
 
 from flask import current_app, g, request
 
-from web import security
+from service.settings import api_tokens
 from web.errors import ApiError
 
-# The health check, the metrics, and the API's description (web/openapi.py), which says what needs a token.
-OPEN_ENDPOINTS = {'system.health', 'openapi.document', 'openapi.docs', 'openapi.docs_asset',
-                  'openapi.docs_initializer', 'metrics.metrics'}
-
-
-def tokens(config):
-    return [t.strip() for t in config.get('FLASK_API_TOKENS', '').split(',') if t.strip()]
+# The endpoints open without a token, with the path the API's description
+# (web/openapi.py) marks open: the health check, the metrics, and the
+# description itself, which says what needs a token.
+OPEN_ENDPOINTS = {
+    'system.health': '/health', 'metrics.metrics': '/metrics',
+    'openapi.document': '/openapi.json', 'openapi.docs': '/docs',
+    'openapi.docs_asset': None, 'openapi.docs_initializer': None,  # the page's own files
+}
+OPEN_PATHS = {path for path in OPEN_ENDPOINTS.values() if path}
 
 
 def require_token():
@@ -33,7 +35,5 @@ def require_token():
 
 
 def init_auth(app):
-    # At create_app time, so every process (web, worker, beat, Flower) refuses an unsafe production config.
-    security.check(app.config)
-    app.extensions['api_tokens'] = tokens(app.config)
+    app.extensions['api_tokens'] = api_tokens(app.config)
     app.before_request(require_token)

@@ -26,55 +26,22 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from sqlalchemy import text
 
+from ledger import MAX_JOB_ID, Status, stats
 from pg.exceptions import PgError, translate
+from service.queue import broker_client
 from tasks import REGISTRY
-from tasks.ledger import FAILED, QUEUED, RUNNING, SUCCEEDED
 
 log = logging.getLogger(__name__)
 
 bp = Blueprint('metrics', __name__)
 
-# Upper bounds (seconds) of the duration histogram's buckets, +Inf added.
-BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
 SHARED_SECONDS = 1.0  # a scrape this recent is answered again rather than recomputed
 SETTLE_SECONDS = 30  # far longer than any transaction that inserts jobs
 STATEMENT_TIMEOUT_MS = 5000
 # Reading a whole large ledger once may take longer: the scrape that pays for
 # it may time out in Prometheus, the next one finds the totals kept.
 FIRST_PASS_TIMEOUT_MS = 300000
-MAX_ID = 2**63 - 1
-
-# Per kind and status, over the jobs with after < id <= upto: the jobs, their
-# retries (attempts past the first), and for finished jobs the sum of their
-# durations, acceptance (created_at) to completion (finished_at), and how
-# many took at most each bucket's bound.
-_BUCKET_COLUMNS = ',\n       '.join(
-    f'count(*) FILTER (WHERE seconds <= {bound!r})' for bound in BUCKETS)
-TOTALS = text(f'''
-SELECT kind, status, count(*), coalesce(sum(attempts - 1) FILTER (WHERE attempts > 1), 0),
-       coalesce(sum(seconds), 0),
-       {_BUCKET_COLUMNS}
-FROM (SELECT kind, status, attempts, date_part('epoch', finished_at - created_at) AS seconds
-      FROM jobs WHERE id > :after AND id <= :upto) AS j
-GROUP BY kind, status
-''')
-
-# The oldest unfinished job and the newest job older than SETTLE_SECONDS (what
-# may be settled), whether the last settled job is still there (the ledger
-# was not emptied), the age of the oldest queued job, the sessions of this
-# database waiting for a lock. Through indexes (ix_jobs_unfinished, the
-# primary key: backwards over the last SETTLE_SECONDS of jobs).
-BOUNDS = text('''
-SELECT (SELECT min(id) FROM (SELECT id FROM jobs WHERE status IN (:queued, :running)
-                             OFFSET 0) AS unfinished),
-       (SELECT id FROM jobs WHERE created_at < now() - make_interval(secs => :settle)
-        ORDER BY id DESC LIMIT 1),
-       (SELECT created_at FROM jobs WHERE id = :mark),
-       (SELECT date_part('epoch', clock_timestamp() - min(created_at))
-        FROM jobs WHERE status = :queued),
-       (SELECT count(*) FROM pg_stat_activity
-        WHERE datname = current_database() AND wait_event_type = 'Lock')
-''')
+TIMEOUT = text("SELECT set_config('statement_timeout', :ms, true)")
 
 
 def _add(into, rows):
@@ -95,7 +62,6 @@ class LedgerCollector:
         self._lock = threading.Lock()
         self._families = []
         self._at = -math.inf
-        self._redis = None
         self._forget()
 
     def _forget(self):
@@ -134,54 +100,44 @@ class LedgerCollector:
         engine = self._app.extensions['pg'].pool.connection().engine
         with translate(), engine.connect() as conn:
             # Local to the transaction: rolled back with it when the connection is closed.
-            timeout = text("SELECT set_config('statement_timeout', :ms, true)")
-            conn.execute(timeout, {'ms': str(STATEMENT_TIMEOUT_MS)})
+            conn.execute(TIMEOUT, {'ms': str(STATEMENT_TIMEOUT_MS)})
             mark_id, mark_created = self._mark
-            unfinished, old_enough, still, oldest, lock_waits = conn.execute(BOUNDS, {
-                'queued': QUEUED, 'running': RUNNING, 'settle': SETTLE_SECONDS,
-                'mark': mark_id or 0}).one()
+            unfinished, old_enough, still, oldest, lock_waits = stats.bounds(
+                conn, SETTLE_SECONDS, mark_id)
             if still != mark_created or (unfinished is not None and unfinished <= self._through):
                 self._forget()  # emptied, or a settled job queued again: read it all anew
-            settled = min(old_enough or 0, MAX_ID if unfinished is None else unfinished - 1)
+            settled = min(old_enough or 0, MAX_JOB_ID if unfinished is None else unfinished - 1)
             if settled > self._through:
-                conn.execute(timeout, {'ms': str(FIRST_PASS_TIMEOUT_MS)})
-                rows = conn.execute(TOTALS, {'after': self._through, 'upto': settled}).all()
-                conn.execute(timeout, {'ms': str(STATEMENT_TIMEOUT_MS)})
-                last = conn.execute(text(
-                    'SELECT id, created_at FROM jobs WHERE id <= :upto ORDER BY id DESC LIMIT 1'),
-                    {'upto': settled}).one_or_none()
+                conn.execute(TIMEOUT, {'ms': str(FIRST_PASS_TIMEOUT_MS)})
+                rows = stats.totals(conn, self._through, settled)
+                conn.execute(TIMEOUT, {'ms': str(STATEMENT_TIMEOUT_MS)})
+                last = stats.last_job(conn, settled)
                 _add(self._settled, rows)
                 # Up to the newest job there is: ids past it are new jobs, whatever happened.
-                self._through, self._mark = (last[0], tuple(last)) if last else (0, (None, None))
-            recent = conn.execute(TOTALS, {'after': self._through, 'upto': MAX_ID}).all()
+                self._through, self._mark = (last[0], last) if last else (0, (None, None))
+            recent = stats.totals(conn, self._through, MAX_JOB_ID)
         totals = _add({key: list(numbers) for key, numbers in self._settled.items()}, recent)
         return [*_ledger_families(totals), *_now_families(oldest, lock_waits)]
 
     def _queue_depth(self):
-        if self._redis is None:
-            config = self._app.config
-            timeout = config['CELERY_PUBLISH_TIMEOUT']
-            self._redis = redis.Redis.from_url(config['CELERY_BROKER_URL'],
-                                               socket_connect_timeout=timeout,
-                                               socket_timeout=timeout)
         queue = self._app.extensions['celery'].conf.task_default_queue
         depth = GaugeMetricFamily('jobs_queue_depth', 'Messages waiting in the broker queue '
                                   '(LLEN), not yet fetched by a worker.', labels=['queue'])
-        depth.add_metric([queue], self._redis.llen(queue))
+        depth.add_metric([queue], broker_client(self._app).llen(queue))
         return depth
 
 
 def _ledger_families(totals):
     kinds = sorted(set(REGISTRY) | {kind for kind, _ in totals})
-    by_status = {status: dict.fromkeys(kinds, 0) for status in (QUEUED, RUNNING, SUCCEEDED, FAILED)}
+    by_status = {status: dict.fromkeys(kinds, 0) for status in Status}
     accepted, retried = dict.fromkeys(kinds, 0), dict.fromkeys(kinds, 0)
     histograms = []
     for (kind, status), (count, retries, seconds, *cumulative) in sorted(totals.items()):
         accepted[kind] += count
         retried[kind] += int(retries)
         by_status.setdefault(status, dict.fromkeys(kinds, 0))[kind] += count
-        if status in (SUCCEEDED, FAILED):
-            buckets = [(repr(bound), n) for bound, n in zip(BUCKETS, cumulative)]
+        if status in Status.finished():
+            buckets = [(repr(bound), n) for bound, n in zip(stats.BUCKETS, cumulative)]
             histograms.append(([kind, status], [*buckets, ('+Inf', count)], float(seconds)))
 
     def counter(name, documentation, values):
@@ -192,7 +148,7 @@ def _ledger_families(totals):
 
     unfinished = GaugeMetricFamily('jobs_unfinished', 'Jobs queued or running now.',
                                    labels=['kind', 'status'])
-    for status in (QUEUED, RUNNING):
+    for status in (Status.QUEUED, Status.RUNNING):
         for kind in kinds:
             unfinished.add_metric([kind, status], by_status[status][kind])
     duration = HistogramMetricFamily(
@@ -202,9 +158,9 @@ def _ledger_families(totals):
         duration.add_metric(labels, buckets, total)
     return [
         counter('jobs_accepted', 'Jobs accepted (recorded in the ledger).', accepted),
-        counter('jobs_succeeded', 'Jobs applied.', by_status[SUCCEEDED]),
+        counter('jobs_succeeded', 'Jobs applied.', by_status[Status.SUCCEEDED]),
         counter('jobs_failed', 'Jobs failed (permanent error or attempts spent).',
-                by_status[FAILED]),
+                by_status[Status.FAILED]),
         counter('jobs_retried', 'Attempts past the first (transient errors, lost workers).',
                 retried),
         unfinished, duration,

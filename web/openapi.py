@@ -8,9 +8,11 @@ import os
 import flask_swagger_ui
 from flask import Blueprint, current_app, send_from_directory, url_for
 
+import ledger
 from tasks import load_all
-from tasks.ledger import STATUSES
+from web.auth import OPEN_PATHS
 from web.idempotency import HEADER as IDEMPOTENCY_HEADER
+from web.json_pointer import escape
 
 bp = Blueprint('openapi', __name__)
 
@@ -44,10 +46,6 @@ def _json(schema):
     return {'application/json': {'schema': schema}}
 
 
-def _escape(token):
-    return str(token).replace('~', '~0').replace('/', '~1')
-
-
 # Keywords whose values are data, not subschemas: a "$ref" inside them is not a reference.
 DATA_KEYWORDS = {'const', 'enum', 'default', 'examples', 'example'}
 
@@ -70,11 +68,6 @@ def _rebase_refs(schema, base):
             return [walk(item) for item in node]
         return node
     return walk(copy.deepcopy(schema))
-
-
-def effective_batch_limit(kind, config_limit):
-    """The most jobs of `kind` one batch may carry (as POST .../batch enforces)."""
-    return min(config_limit, kind.batch_limit) if kind.batch_limit else config_limit
 
 
 ERROR_RESPONSES = {
@@ -119,7 +112,7 @@ def _components(kinds):
             },
             'required': ['code', 'message'],
         },
-        'JobStatus': {'type': 'string', 'enum': list(STATUSES)},
+        'JobStatus': {'type': 'string', 'enum': [status.value for status in ledger.Status]},
         'Accepted': {
             'type': 'object',
             'description': 'A job accepted (committed to the ledger) and queued; a request '
@@ -185,7 +178,7 @@ def _components(kinds):
         },
     }
     for kind in kinds:
-        schemas[kind.name] = _rebase_refs(kind.schema, f'#/components/schemas/{_escape(kind.name)}')
+        schemas[kind.name] = _rebase_refs(kind.schema, f'#/components/schemas/{escape(kind.name)}')
     responses = {
         name: {'description': description, 'content': _json(_ref('Error'))}
         for name, description in ERROR_RESPONSES.values()
@@ -231,7 +224,7 @@ def _accepted_response(description):
 def _kind_paths(kind, config_limit):
     payload = _ref(kind.name)
     summary = kind.description or kind.name
-    limit = effective_batch_limit(kind, config_limit)
+    limit = kind.batch_cap(config_limit)
     return {
         f'/jobs/{kind.name}': {'post': {
             'tags': ['jobs'],
@@ -256,10 +249,6 @@ def _kind_paths(kind, config_limit):
                           **_errors('400', '401', '413', '415', '422', '503')},
         }},
     }
-
-
-def _open(operation):
-    return {**operation, 'security': []}
 
 
 def build_document(kinds, batch_limit):
@@ -301,31 +290,34 @@ def build_document(kinds, batch_limit):
             'responses': {'200': {'description': 'The kinds.', 'content': _json(_ref('KindList'))},
                           **_errors('401')},
         }},
-        '/health': {'get': _open({
+        '/health': {'get': {
             'tags': ['system'], 'operationId': 'health',
             'summary': 'Whether PostgreSQL and Redis answer (open without a token)',
             'responses': {'200': {'description': 'Both answer.', 'content': _json(_ref('Health'))},
                           '503': _ref('HealthUnavailable', 'responses')},
-        })},
-        '/metrics': {'get': _open({
+        }},
+        '/metrics': {'get': {
             'tags': ['system'], 'operationId': 'metrics',
             'summary': 'Prometheus metrics from the ledger and the broker (open without a token)',
             'responses': {'200': {'description': 'Prometheus text format 0.0.4.',
                                   'content': {'text/plain': {'schema': {'type': 'string'}}}}},
-        })},
-        '/openapi.json': {'get': _open({
+        }},
+        '/openapi.json': {'get': {
             'tags': ['system'], 'operationId': 'openapi',
             'summary': 'This document (open without a token)',
             'responses': {'200': {'description': 'The OpenAPI 3.1 document.',
                                   'content': _json({'type': 'object'})}},
-        })},
-        '/docs': {'get': _open({
+        }},
+        '/docs': {'get': {
             'tags': ['system'], 'operationId': 'docs',
             'summary': 'This document rendered by Swagger UI (open without a token)',
             'responses': {'200': {'description': 'An HTML page.',
                                   'content': {'text/html': {'schema': {'type': 'string'}}}}},
-        })},
+        }},
     })
+    for path in OPEN_PATHS:  # what web/auth.py lets through without a token
+        for operation in paths[path].values():
+            operation['security'] = []
     return {
         'openapi': '3.1.0',
         'info': {'title': 'Message-queue worker service', 'version': API_VERSION,

@@ -4,6 +4,7 @@ from flask import Blueprint, current_app
 from sqlalchemy import text
 
 from pg.exceptions import PgError, translate
+from service.queue import broker_client
 from web.errors import RETRY_AFTER_SECONDS, envelope
 
 bp = Blueprint('system', __name__)
@@ -19,14 +20,8 @@ def _postgres_ok():
 
 
 def _redis_ok():
-    client = current_app.extensions.get('health_redis')
-    if client is None:
-        timeout = current_app.config['CELERY_PUBLISH_TIMEOUT']
-        client = current_app.extensions['health_redis'] = redis.Redis.from_url(
-            current_app.config['CELERY_BROKER_URL'],
-            socket_connect_timeout=timeout, socket_timeout=timeout)
     try:
-        return bool(client.ping())
+        return bool(broker_client(current_app).ping())
     except redis.RedisError:
         return False
 

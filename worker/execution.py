@@ -6,10 +6,11 @@ import random
 
 from flask import current_app
 
-from logs import job_request_id
+import ledger
+from ledger import Status
 from pg.exceptions import PgError, TransientError, translate
+from service.logs import job_request_id
 from tasks import REGISTRY, JobFailed
-from tasks.ledger import FAILED, QUEUED, RUNNING, SUCCEEDED, Job, claim_many, settle
 from worker.batch import BatchAborted, run_batch
 
 log = logging.getLogger(__name__)
@@ -25,14 +26,14 @@ def backoff(attempt, config):
 def _apply(session, job_id):
     """Lock the job, apply its effect, mark it succeeded; the caller commits.
     Returns False when the job was finished meanwhile (a duplicate)."""
-    job = Job.objects.get_for_update(id=job_id, nowait=False)
-    if job.status != RUNNING:
+    locked = ledger.lock_running(session, [job_id])
+    if not locked:
         return False
-    kind = REGISTRY.get(job.kind)
+    [(_, kind_name, payload)] = locked
+    kind = REGISTRY.get(kind_name)
     if kind is None:
-        raise JobFailed(f'unknown job kind {job.kind}')
-    result = kind.handler(dict(job.payload))
-    settle(session, job_id, SUCCEEDED, result=result)
+        raise JobFailed(f'unknown job kind {kind_name}')
+    ledger.complete(session, [(job_id, kind.handler(payload))])
     return True
 
 
@@ -68,13 +69,13 @@ def _retry_later(task, alone):
 def _run_group(task, job_ids, session, config):
     """Claim the jobs (committed: a dead worker's attempts are counted), then
     apply them all in one transaction; if that fails, each in its own."""
-    claimed = claim_many(session, job_ids)
+    claimed = ledger.claim(session, job_ids)
     ready = [job_id for job_id, (attempt, _) in sorted(claimed.items())
              if attempt <= config['WORKER_MAX_ATTEMPTS']]
     for job_id in claimed.keys() - set(ready):
         _attempt(job_id, *claimed[job_id], session, config, retry=None)  # fails it
     if not ready:
-        return 'duplicate' if not claimed else FAILED
+        return 'duplicate' if not claimed else Status.FAILED.value
     try:
         return f'{run_batch(session, ready)} applied'
     except BatchAborted as error:
@@ -100,39 +101,41 @@ def _attempt(job_id, attempt, request_id, session, config, retry):
 def _attempt_alone(job_id, attempt, session, config, retry):
     if attempt > config['WORKER_MAX_ATTEMPTS']:
         # Earlier attempts died with their worker (killed, out of memory): stop here.
-        _record(session, job_id, FAILED, f'gave up after {attempt - 1} attempts: worker lost')
+        ledger.fail(session, job_id, f'gave up after {attempt - 1} attempts: worker lost')
         log.warning('job %s failed: gave up after %d attempts: worker lost', job_id, attempt - 1,
                     extra={'job_id': job_id})
-        return FAILED
+        return Status.FAILED.value
     try:
         applied = _apply(session, job_id)
         with translate():
             session.commit()
-        return SUCCEEDED if applied else 'duplicate'
+        return Status.SUCCEEDED.value if applied else 'duplicate'
     except TransientError as error:
         _rollback(session)
         if attempt < config['WORKER_MAX_ATTEMPTS']:
-            _record(session, job_id, QUEUED, error)
+            ledger.requeue(session, job_id, error)
             delay = backoff(attempt, config)
             log.info('job %s: attempt %d met %s: retried in %.1f s', job_id, attempt,
                      type(error).__name__, delay, extra={'job_id': job_id})
             retry(job_id, delay, error)
-            return QUEUED
-        _record(session, job_id, FAILED, f'gave up after {attempt} attempts: {error}')
+            return Status.QUEUED.value
+        ledger.fail(session, job_id, f'gave up after {attempt} attempts: {error}')
         log.warning('job %s failed: gave up after %d attempts: %s', job_id, attempt,
                     type(error).__name__, extra={'job_id': job_id})
-        return FAILED
-    except (JobFailed, PgError, ValueError) as error:
+        return Status.FAILED.value
+    except (JobFailed, PgError) as error:
+        # The job's own fault (a business rule, a missing row, a constraint):
+        # any other exception is a bug of its handler, below.
         _rollback(session)
-        _record(session, job_id, FAILED, error)
+        ledger.fail(session, job_id, error)
         log.warning('job %s failed: %s', job_id, _reason(error), extra={'job_id': job_id})
-        return FAILED
+        return Status.FAILED.value
     except Exception as error:
         # The runner is the boundary: a bug in a handler fails its job, never the worker.
         _rollback(session)
         log.exception('job %s: handler error', job_id, extra={'job_id': job_id})
-        _record(session, job_id, FAILED, f'internal error: {type(error).__name__}')
-        return FAILED
+        ledger.fail(session, job_id, f'internal error: {type(error).__name__}')
+        return Status.FAILED.value
 
 
 def _reason(error):
@@ -146,10 +149,3 @@ def _rollback(session):
             session.rollback()
     except PgError:
         pass  # a lost connection has nothing left to roll back
-
-
-def _record(session, job_id, status, error):
-    """Write the job's outcome; raises TransientError if the database is away."""
-    settle(session, job_id, status, error=str(error)[:2000])
-    with translate():
-        session.commit()

@@ -6,12 +6,12 @@ from celery import signals
 from celery.apps import worker as celery_worker
 from celery.utils.log import get_multiprocessing_logger
 
-import logs
-from web import create_app
+from service import create_app, logs
+from worker import init_tasks
 from worker.broker import TRANSPORT
 
-flask_app = create_app()
-celery = flask_app.extensions['celery']
+flask_app = create_app(name='worker')
+celery = init_tasks(flask_app)
 
 
 @signals.celeryd_init.connect

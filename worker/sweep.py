@@ -5,27 +5,13 @@ import logging
 from flask import current_app
 from kombu.exceptions import ChannelError
 
-from worker import publish
+import ledger
+from service.queue import publish
+from tasks import REGISTRY
 
 log = logging.getLogger(__name__)
 
 SWEEP_BATCH = 1000
-
-# A running job's row is locked while its worker applies it, so SKIP LOCKED
-# passes over live jobs: only a job whose worker is gone can be taken.
-# A queued job counts only while the broker's queue is empty (:sweep_queued):
-# behind a backlog its message is most likely still waiting its turn, and
-# publishing it again would only grow the backlog.
-STALE_JOBS = '''
-UPDATE jobs SET status = :queued, updated_at = now() WHERE id IN (
-    SELECT id FROM jobs
-    WHERE (:sweep_queued AND status = :queued
-           AND updated_at < now() - make_interval(secs => :queued_age))
-       OR (status = :running AND updated_at < now() - make_interval(secs => :running_age))
-    ORDER BY id LIMIT :limit
-    FOR UPDATE SKIP LOCKED)
-RETURNING id, kind
-'''
 
 
 def broker_backlog(celery):
@@ -43,19 +29,14 @@ def republish_stale(queued_age, running_age, limit=SWEEP_BATCH):
     while the queue is empty (their message was lost), and those left running
     by a dead worker longer than `running_age`; return how many. A duplicate
     message is harmless: the ledger applies a job once."""
-    from tasks.ledger import QUEUED, RUNNING, Job
-    db = current_app.extensions['pg']
     celery = current_app.extensions['celery']
-    rows = Job.objects.raw_sql(STALE_JOBS, queued=QUEUED, running=RUNNING, queued_age=queued_age,
-                               running_age=running_age, limit=limit,
-                               sweep_queued=broker_backlog(celery) == 0).fetchall()
-    db.pool.commit()
-    by_kind = {}
-    for job_id, kind in rows:
-        by_kind.setdefault(kind, []).append(job_id)
+    session = current_app.extensions['pg'].pool.connection().session
+    by_kind = ledger.take_stale(session, queued_age=queued_age, running_age=running_age,
+                                sweep_queued=broker_backlog(celery) == 0, limit=limit)
     for kind, ids in by_kind.items():
-        if kind in celery.tasks:
+        if kind in REGISTRY:
             publish(celery, ids, kind, per_message=current_app.config['WORKER_BATCH_SIZE'])
-    if rows:
-        log.warning('sweep: published %d stale jobs again', len(rows))
-    return len(rows)
+    count = sum(len(ids) for ids in by_kind.values())
+    if count:
+        log.warning('sweep: published %d stale jobs again', count)
+    return count

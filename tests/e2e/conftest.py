@@ -12,7 +12,7 @@ import pytest
 import redis
 import requests
 
-from bench.processes import Process
+from cli.processes import Process
 from tests.conftest import DATABASE_URL
 
 BROKER_URL = os.environ.get('TEST_BROKER_URL', 'redis://127.0.0.1:6379/12')
@@ -118,7 +118,7 @@ class Service:
 
     def sql(self, statement, **params):
         with self.app.app_context():
-            from tasks.ledger import Job
+            from ledger import Job
             rows = Job.objects.raw_sql(statement, **params).fetchall()
             self.db.pool.commit()
             return rows

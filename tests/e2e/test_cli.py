@@ -5,7 +5,7 @@ import os
 import subprocess
 import sys
 
-from bench.processes import ROOT
+from cli.processes import ROOT
 
 MANAGE = [sys.executable, os.path.join(ROOT, 'manage.py')]
 

@@ -21,7 +21,7 @@ import redis
 import requests
 from kombu import Connection
 
-from bench.processes import ROOT, Process
+from cli.processes import ROOT, Process
 from tests.conftest import DATABASE2_URL
 from tests.e2e.conftest import BROKER_URL, Service, free_port
 

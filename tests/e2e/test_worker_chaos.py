@@ -8,7 +8,7 @@ import threading
 import time
 from collections import Counter
 
-from bench.processes import children as pool_children
+from cli.processes import children as pool_children
 
 DRAIN_DEADLINE_SECONDS = 120
 

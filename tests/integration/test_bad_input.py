@@ -29,7 +29,7 @@ import requests
 from hypothesis import HealthCheck, given, settings, strategies as st
 from werkzeug.test import EnvironBuilder
 
-import settings as service_settings
+from service import settings as service_settings
 from tasks import REGISTRY, load_all
 from tests.conftest import DATABASE_URL
 from tests.integration.test_web import VALID

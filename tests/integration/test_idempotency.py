@@ -79,7 +79,7 @@ def test_a_batch_replayed_with_its_key_returns_the_same_ids(client, app, broker)
 
 
 def test_a_replay_answers_with_the_current_status(client, app):
-    from tasks.ledger import Job
+    from ledger import Job
     first = client.post('/jobs/genre.create', json=GENRE, headers=KEY)
     with app.app_context():
         Job.objects.raw_sql("UPDATE jobs SET status = 'succeeded' WHERE id = :i", i=first.json['id'])
@@ -97,7 +97,7 @@ def test_a_key_is_free_again_when_the_broker_refused_the_job(make_app, clean):
 
 
 def test_retry_revalidates_the_stored_payload(client, app, broker):
-    from tasks.ledger import Job
+    from ledger import Job
     ids = [client.post('/jobs/genre.create', json=GENRE).json['id'] for _ in range(2)]
     with app.app_context():
         Job.objects.raw_sql("UPDATE jobs SET status = 'failed', error = 'boom' WHERE id = ANY(:i)",

@@ -66,7 +66,7 @@ def test_a_refused_token_still_gets_its_request_id(make_app):
 
 
 def test_a_5xx_is_logged_with_its_request_id(make_app):
-    import logs
+    from service import logs
     stream = io.StringIO()
     web_log = logging.getLogger('web')
     handler = logs.handler('json', stream)
@@ -111,7 +111,7 @@ def test_the_worker_logs_a_failed_job_with_its_request_id(app, client):
     job_id = missing_user.get_json()['id']
     stream = io.StringIO()
     worker_log = logging.getLogger('worker')
-    import logs
+    from service import logs
     handler = logs.handler('json', stream)
     worker_log.addHandler(handler)
     level = worker_log.level

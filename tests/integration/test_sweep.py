@@ -9,7 +9,7 @@ from worker.sweep import republish_stale
 
 
 def _age(app, job_id, status, seconds):
-    from tasks.ledger import Job
+    from ledger import Job
     with app.app_context():
         Job.objects.raw_sql(
             'UPDATE jobs SET status = :s, updated_at = now() - make_interval(secs => :a) '
@@ -18,7 +18,7 @@ def _age(app, job_id, status, seconds):
 
 
 def _status(app, job_id):
-    from tasks.ledger import Job
+    from ledger import Job
     with app.app_context():
         return Job.objects.raw_sql('SELECT status FROM jobs WHERE id = :i', i=job_id).scalar()
 

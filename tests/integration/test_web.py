@@ -36,7 +36,7 @@ broker, make_app, clean, app, client = service_fixtures(BROKER_URL)
 
 def stored_jobs(app):
     """Every row of the jobs table (id order), read in an app context of its own."""
-    from tasks.ledger import Job
+    from ledger import Job
     with app.app_context():
         return [{'id': j.id, 'kind': j.kind, 'status': j.status, 'payload': j.payload}
                 for j in Job.objects.filter_by(order_by='id')]
@@ -351,7 +351,7 @@ def test_the_ledger_never_holds_a_clear_text_password(app, client):
     jobs = stored_jobs(app)
     assert len(jobs) == 2
     with app.app_context():
-        from tasks.ledger import Job
+        from ledger import Job
         raw = Job.objects.raw_sql('SELECT payload::text FROM jobs').scalars().all()
     assert raw and all(clear not in text for text in raw)
     from pg.types import PasswordHash

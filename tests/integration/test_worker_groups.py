@@ -42,7 +42,7 @@ def make_users(app, *credits):
 
 
 def queue(app, kind, payloads, attempts=0):
-    from tasks.ledger import insert_jobs
+    from ledger import insert_jobs
     with app.app_context():
         ids = insert_jobs(app.extensions['pg'].pool.connection().session,
                           [(kind, p) for p in payloads])

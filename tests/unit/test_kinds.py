@@ -4,7 +4,7 @@ import textwrap
 import pytest
 
 import tasks
-from tasks.kinds import REGISTRY, kind
+from tasks.kinds import REGISTRY, KindDefinitionError, kind
 from worker.execution import backoff
 
 NEW_KIND = '''
@@ -32,10 +32,11 @@ def extra_kind_module(tmp_path, monkeypatch):
 
 def test_a_module_in_tasks_adds_a_kind_to_the_api_and_the_worker(extra_kind_module, monkeypatch):
     monkeypatch.setenv('SQLALCHEMY_DEFAULT', 'postgresql://ds:dsps@127.0.0.1:5432/ds_test')
+    from service import create_app as create_service_app
     from web import create_app
-    app = create_app()
-    assert 'probe.ping' in app.extensions['celery'].tasks
-    client = app.test_client()
+    from worker import init_tasks
+    assert 'probe.ping' in init_tasks(create_service_app()).tasks
+    client = create_app().test_client()
     listed = {k['name']: k for k in client.get('/kinds').json['kinds']}
     assert listed['probe.ping']['description'] == 'Answer with the number.'
     refused = client.post('/jobs/probe.ping', json={'n': 'one'})
@@ -43,7 +44,7 @@ def test_a_module_in_tasks_adds_a_kind_to_the_api_and_the_worker(extra_kind_modu
 
 
 def test_a_kind_must_refuse_unknown_fields():
-    with pytest.raises(ValueError, match='unknown fields'):
+    with pytest.raises(KindDefinitionError, match='unknown fields'):
         kind('loose.kind', schema={'type': 'object'})
 
 
@@ -52,7 +53,7 @@ def test_a_kind_name_is_registered_once():
 
     def other(payload):
         return {}
-    with pytest.raises(ValueError, match='twice'):
+    with pytest.raises(KindDefinitionError, match='twice'):
         kind('genre.create', schema={'type': 'object', 'additionalProperties': False})(other)
 
 

@@ -7,8 +7,9 @@ import logging
 import pytest
 from flask import Flask, g
 
-import logs
-import settings
+from service import logs
+from service import settings
+from service.errors import ConfigError
 
 
 @pytest.fixture
@@ -97,7 +98,7 @@ def test_a_url_password_is_masked(capture, log_format):
 def test_log_format_is_json_by_default_and_checked():
     assert settings.load({})['LOG_FORMAT'] == 'json'
     assert settings.load({'LOG_FORMAT': 'TEXT'})['LOG_FORMAT'] == 'text'
-    with pytest.raises(ValueError, match='LOG_FORMAT'):
+    with pytest.raises(ConfigError, match='LOG_FORMAT'):
         settings.load({'LOG_FORMAT': 'xml'})
 
 

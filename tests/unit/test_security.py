@@ -6,9 +6,10 @@ import os
 import pytest
 
 import manage
-import settings
+from service import settings
 from tests.conftest import DATABASE_URL
-from web.security import InsecureConfigError, check, problems
+from service.security import InsecureConfigError, check, problems
+from service.errors import ConfigError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -55,7 +56,7 @@ def service_app(**overrides):
 def test_production_is_the_default_and_modes_are_checked():
     assert settings.load(environ={})['SERVICE_MODE'] == 'production'
     assert settings.load(environ={'SERVICE_MODE': ' Development '})['SERVICE_MODE'] == 'development'
-    with pytest.raises(ValueError, match='SERVICE_MODE'):
+    with pytest.raises(ConfigError, match='SERVICE_MODE'):
         settings.load(environ={'SERVICE_MODE': 'prod'})
 
 

@@ -1,7 +1,8 @@
 import pytest
 
-import settings
+from service import settings
 from app import get_or_create_app
+from service.errors import ConfigError
 
 
 def test_prefixed_variables_load_under_their_full_names():
@@ -22,7 +23,7 @@ def test_known_settings_are_typed_with_defaults():
 
 
 def test_invalid_setting_is_a_clear_error():
-    with pytest.raises(ValueError, match='FLASK_MAX_CONTENT_LENGTH'):
+    with pytest.raises(ConfigError, match='FLASK_MAX_CONTENT_LENGTH'):
         settings.load({'FLASK_MAX_CONTENT_LENGTH': 'lots'})
 
 

@@ -1,7 +1,8 @@
 import pytest
 
-import settings
-from worker.config import celery_config
+from service import settings
+from service.celery_config import celery_config
+from service.errors import ConfigError
 
 
 def config(**overrides):
@@ -24,5 +25,5 @@ def test_settings_come_from_the_one_config():
 
 
 def test_a_retry_longer_than_the_visibility_timeout_is_refused():
-    with pytest.raises(ValueError, match='VISIBILITY'):
+    with pytest.raises(ConfigError, match='VISIBILITY'):
         celery_config(config(WORKER_RETRY_MAX_SECONDS='400', CELERY_VISIBILITY_TIMEOUT='300'))

@@ -136,7 +136,7 @@ def gunicorn_logger_class():
     """gunicorn's Logger, its lines in LOG_FORMAT (gunicorn.conf.py names it)."""
     from gunicorn.glogging import Logger
 
-    import settings
+    from service import settings
 
     class GunicornLogger(Logger):
         def setup(self, cfg):

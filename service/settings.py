@@ -1,11 +1,13 @@
 """Every setting of the service, with its default, in one place.
 
 Values come from, in order: an explicit mapping (tests), the environment,
-the default here. `app.py` loads them into `app.config`; the worker and
+the default here. `service.build_app` loads them into `app.config`; the worker and
 Flower read the same config, so nothing else reads `os.environ`.
 """
 import os
 from typing import Any, Callable, NamedTuple
+
+from service.errors import ConfigError
 
 
 def _bool(value):
@@ -95,11 +97,20 @@ SETTINGS = {
 }
 
 
+def split_list(value):
+    """A comma-separated setting's items, stripped, empty ones left out."""
+    return [item.strip() for item in (value or '').split(',') if item.strip()]
+
+
+def api_tokens(config):
+    """The bearer tokens of FLASK_API_TOKENS (empty: the API is open)."""
+    return split_list(config.get('FLASK_API_TOKENS'))
+
+
 def prefixes(environ):
     """The configured prefixes; FLASK is always one of them."""
     raw = environ.get('FLASK_CONFIG_PREFIXES', SETTINGS['FLASK_CONFIG_PREFIXES'].default)
-    found = {p.strip().upper() for p in raw.split(',') if p.strip()}
-    return found | {'FLASK'}
+    return {p.upper() for p in split_list(raw)} | {'FLASK'}
 
 
 def load(environ=None, overrides=None):
@@ -116,5 +127,5 @@ def load(environ=None, overrides=None):
         try:
             config[name] = setting.parse(raw)
         except (TypeError, ValueError) as error:
-            raise ValueError(f'setting {name} is invalid: {error}') from None
+            raise ConfigError(f'setting {name} is invalid: {error}') from None
     return config

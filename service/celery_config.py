@@ -1,13 +1,14 @@
-"""Celery's settings, derived from the one app config (settings.py)."""
+"""Celery's settings, derived from the one app config (service/settings.py)."""
+from service.errors import ConfigError
 
 
 def celery_config(config):
     """The Celery settings for at-least-once delivery of short JSON jobs.
 
-    Raises ValueError when a retry could wait longer than the visibility
+    Raises ConfigError when a retry could wait longer than the visibility
     timeout (Redis would deliver the delayed message a second time early)."""
     if config['WORKER_RETRY_MAX_SECONDS'] >= config['CELERY_VISIBILITY_TIMEOUT']:
-        raise ValueError('WORKER_RETRY_MAX_SECONDS must stay below CELERY_VISIBILITY_TIMEOUT')
+        raise ConfigError('WORKER_RETRY_MAX_SECONDS must stay below CELERY_VISIBILITY_TIMEOUT')
     return {
         'broker_url': config['CELERY_BROKER_URL'],
         'broker_connection_retry_on_startup': True,

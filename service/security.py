@@ -1,11 +1,14 @@
 """The start-up check of production mode (SERVICE_MODE=production, the
 default): the service refuses to start with an open API or with a secret that
 is missing, short or still the example's. The web front, the worker, beat and
-Flower all build the app through `web.create_app`, so each of them refuses.
+Flower all build the app through `service.create_app`, so each of them refuses.
 
 Messages name the setting and what is wrong with it, never its value: they
 end up in process logs.
 """
+from service.errors import ConfigError
+from service.settings import api_tokens, split_list
+
 MIN_SECRET_KEY = 32
 MIN_TOKEN = 16
 MIN_FLOWER_PASSWORD = 12
@@ -16,17 +19,13 @@ EXAMPLE_MARKERS = ('change-me', 'changeme', 'example')
 EXAMPLE_VALUES = {'secret', 'password', 'admin', 'token', 'dev', 'development', 'test'}
 
 
-class InsecureConfigError(ValueError):
+class InsecureConfigError(ConfigError):
     """The configuration is not safe for production."""
 
 
 def is_example(value):
     lowered = value.strip().lower()
     return lowered in EXAMPLE_VALUES or any(m in lowered for m in EXAMPLE_MARKERS)
-
-
-def _split(value):
-    return [part.strip() for part in value.split(',') if part.strip()]
 
 
 def problems(config):
@@ -40,7 +39,7 @@ def problems(config):
     elif len(key) < MIN_SECRET_KEY:
         found.append(f'FLASK_SECRET_KEY is shorter than {MIN_SECRET_KEY} characters')
 
-    tokens = _split(config.get('FLASK_API_TOKENS') or '')
+    tokens = api_tokens(config)
     if not tokens:
         found.append('FLASK_API_TOKENS is empty (the API would be open to anyone)')
     for index, token in enumerate(tokens, 1):
@@ -49,7 +48,7 @@ def problems(config):
         elif len(token) < MIN_TOKEN:
             found.append(f'FLASK_API_TOKENS token {index} is shorter than {MIN_TOKEN} characters')
 
-    logins = _split(config.get('FLOWER_BASIC_AUTH') or '')
+    logins = split_list(config.get('FLOWER_BASIC_AUTH'))
     if not logins:
         found.append('FLOWER_BASIC_AUTH is missing')
     for index, login in enumerate(logins, 1):

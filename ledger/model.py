@@ -1,0 +1,68 @@
+"""The ledger's table: one row per accepted job, the source of truth of its state."""
+from enum import StrEnum
+
+from sqlalchemy import BigInteger, Column, DateTime, Index, Integer, String, Text, text
+from sqlalchemy.dialects.postgresql import JSONB
+
+from pg.orm import BaseModel
+
+# The largest id a job can have (bigint): a larger one in a URL names no job.
+MAX_JOB_ID = 2**63 - 1
+
+
+class Status(StrEnum):
+    """A job goes queued -> running -> succeeded | failed; a failed job may be
+    queued again (retry), and a running one whose attempt met a transient
+    error is queued again for its next attempt."""
+    QUEUED = 'queued'
+    RUNNING = 'running'
+    SUCCEEDED = 'succeeded'
+    FAILED = 'failed'
+
+    @classmethod
+    def finished(cls):
+        return (cls.SUCCEEDED, cls.FAILED)
+
+
+class Job(BaseModel):
+    __tablename__ = 'jobs'
+    __table_args__ = (
+        # Only the unfinished jobs (the sweep's, the metrics'): a job's last
+        # version, finished, adds no entry, and no index is kept by kind, so
+        # each job costs the fewest index writes.
+        Index('ix_jobs_unfinished', 'status', 'created_at',
+              postgresql_where=text("status IN ('queued', 'running')")),
+        Index('ux_jobs_idempotency', 'idempotency_scope', 'idempotency_key', unique=True,
+              postgresql_where=text('idempotency_key IS NOT NULL')),
+    )
+
+    id = Column(BigInteger, primary_key=True)
+    kind = Column(String(64), nullable=False)
+    payload = Column(JSONB, nullable=False)
+    status = Column(String(16), nullable=False, default=Status.QUEUED.value)
+    attempts = Column(Integer, nullable=False, default=0)
+    result = Column(JSONB)
+    error = Column(Text)
+    finished_at = Column(DateTime(timezone=True))
+    # Idempotency-Key of the request, scoped per API token, and the digest of its body.
+    idempotency_scope = Column(String(64))
+    idempotency_key = Column(Text)
+    request_digest = Column(String(64))
+    # X-Request-ID of the request that recorded it: the worker's log lines about it carry it.
+    request_id = Column(String(128))
+
+    def public(self):
+        """The job as the HTTP API shows it."""
+        return {
+            'id': self.id, 'kind': self.kind, 'status': self.status,
+            'attempts': self.attempts, 'result': self.result, 'error': self.error,
+            'created_at': self.created_at.isoformat() if self.created_at else None,
+            'updated_at': self.updated_at.isoformat() if self.updated_at else None,
+            'request_id': self.request_id,
+        }
+
+
+def id_array(ids):
+    """Job ids as one PostgreSQL array literal (a bound parameter, cast to
+    bigint[] by the statement): cheaper for the driver than a list."""
+    return '{' + ','.join(str(int(i)) for i in ids) + '}'

@@ -1,0 +1,82 @@
+"""Recording accepted jobs, and taking back those whose message could not be sent."""
+import json
+
+from sqlalchemy import select, text
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+from ledger.errors import IdempotencyConflict
+from ledger.model import Job, Status, id_array
+from pg.exceptions import translate
+
+# One statement whatever the number of jobs (prepared once by the driver). The
+# ids come from the sequence in the order of the rows, so sorted they match them.
+INSERT_JOBS = text('''
+INSERT INTO jobs (kind, payload, status, attempts, request_id)
+SELECT job->>'kind', job->'payload', :queued, 0, job->>'request_id'
+FROM jsonb_array_elements(CAST(:jobs AS jsonb)) WITH ORDINALITY AS t(job, n)
+ORDER BY n
+RETURNING id
+''')
+
+WITHDRAW = text('DELETE FROM jobs WHERE id = ANY(CAST(:ids AS bigint[])) AND status = :queued')
+
+
+def insert_jobs(conn, jobs):
+    """Insert one queued job per (kind, payload[, request id]) tuple, on a
+    Session or a Connection (not committed); return their ids in order."""
+    # The hot path of every POST: plain SQL, no ORM objects, and the jobs as
+    # one JSON document (one parameter: no per-value work in the driver).
+    document = json.dumps([
+        {'kind': job[0], 'payload': job[1], 'request_id': job[2] if len(job) > 2 else None}
+        for job in jobs])
+    with translate():
+        ids = conn.scalars(INSERT_JOBS, {'queued': Status.QUEUED, 'jobs': document}).all()
+    return sorted(ids)
+
+
+def record(session, kind, payloads, *, scope=None, keys=None, digests=None, request_id=None):
+    """Insert one queued job per payload (not committed), each with the
+    `request_id` of the request; return (ids, created).
+
+    With idempotency `keys` (one per payload, with the `digests` of the
+    requests), keys already recorded in `scope` insert nothing: their jobs'
+    ids come back with created False. Raises IdempotencyConflict when a key
+    was used for another request."""
+    if keys is None:
+        return insert_jobs(session, [(kind, p, request_id) for p in payloads]), True
+    with translate():
+        return _record_keyed(session, kind, payloads, scope, keys, digests, request_id)
+
+
+def _record_keyed(session, kind, payloads, scope, keys, digests, request_id):
+    rows = [{'kind': kind, 'payload': p, 'status': Status.QUEUED, 'attempts': 0,
+             'request_id': request_id, 'idempotency_scope': scope, 'idempotency_key': key,
+             'request_digest': digest}
+            for p, key, digest in zip(payloads, keys, digests)]
+    # Waits for a concurrent insert of the same key to commit, then skips the row.
+    stmt = pg_insert(Job).on_conflict_do_nothing(
+        index_elements=['idempotency_scope', 'idempotency_key'],
+        index_where=Job.idempotency_key.isnot(None)).returning(Job.idempotency_key, Job.id)
+    inserted = dict(session.execute(stmt, rows).all())
+    if len(inserted) == len(rows):
+        return [inserted[k] for k in keys], True
+    if inserted:
+        raise IdempotencyConflict()
+    found = session.execute(
+        select(Job.idempotency_key, Job.id, Job.kind, Job.request_digest)
+        .where(Job.idempotency_scope == scope, Job.idempotency_key.in_(keys))).all()
+    by_key = {key: (job_id, job_kind, digest) for key, job_id, job_kind, digest in found}
+    if len(by_key) != len(keys) or any(
+            by_key[k][1] != kind or by_key[k][2] != d for k, d in zip(keys, digests)):
+        raise IdempotencyConflict()
+    return [by_key[k][0] for k in keys], False
+
+
+def withdraw(session, job_ids):
+    """Delete jobs recorded but never published (the broker refused their
+    message), so nothing is left half-accepted; committed. Only jobs still
+    queued: a job a worker already took stays."""
+    with translate():
+        session.rollback()
+        session.execute(WITHDRAW, {'ids': id_array(job_ids), 'queued': Status.QUEUED})
+        session.commit()

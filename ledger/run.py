@@ -1,0 +1,111 @@
+"""The worker's changes of a job: claim it, lock it, complete it with its
+result in the transaction of its effect, fail it, or queue it for its next
+attempt. The caller's session holds the transaction; each function says
+whether it commits."""
+import json
+
+from sqlalchemy import text
+
+from ledger.model import Status, id_array
+from pg.exceptions import translate
+
+# In id order, so two deliveries of one group cannot deadlock. "Not
+# finished" rather than "queued or running": worded so, the condition cannot
+# lead the planner to the partial index of unfinished jobs (which under a
+# backlog holds them all) instead of the primary key.
+CLAIM = text('''
+UPDATE jobs SET status = :running, attempts = attempts + 1, updated_at = now()
+WHERE id IN (SELECT id FROM jobs WHERE id = ANY(CAST(:ids AS bigint[]))
+             AND status NOT IN (:succeeded, :failed)
+             ORDER BY id FOR UPDATE)
+RETURNING id, attempts, request_id
+''')
+
+ASYNC_COMMIT = text('SET LOCAL synchronous_commit TO off')
+
+# Locks the rows in id order (no deadlock between two groups); the status is
+# checked once the lock is held (a duplicate delivery may have finished them),
+# and in Python: a status condition here could lead the planner to the
+# partial index of unfinished jobs rather than the primary key.
+LOCK = text('''
+SELECT id, kind, payload, status FROM jobs WHERE id = ANY(CAST(:ids AS bigint[]))
+ORDER BY id FOR UPDATE
+''')
+
+COMPLETE = text('''
+UPDATE jobs SET status = :succeeded, result = done.result, error = NULL,
+                updated_at = now(), finished_at = clock_timestamp()
+FROM (SELECT CAST(e->>0 AS bigint) AS id, e->1 AS result
+      FROM jsonb_array_elements(CAST(:done AS jsonb)) AS d(e)) AS done
+WHERE jobs.id = done.id
+''')
+
+FAIL = text('''
+UPDATE jobs SET status = :failed, error = :error, result = NULL,
+                updated_at = now(), finished_at = clock_timestamp()
+WHERE id = :id AND status = :running
+''')
+
+REQUEUE = text('''
+UPDATE jobs SET status = :queued, error = :error, updated_at = now()
+WHERE id = :id AND status = :running
+''')
+
+MAX_ERROR = 2000
+
+
+def claim(session, job_ids):
+    """Mark the unfinished jobs among `job_ids` running and count the attempt;
+    committed at once, so a worker that dies mid-job leaves a trace. Returns
+    {job id: (attempt number, request id)}; a job unknown or finished already
+    (a duplicate delivery) is left out."""
+    with translate():
+        # Not worth a wait for the disk: a claim lost in a crash only undercounts
+        # attempts, while the effect and the completion are committed durably.
+        session.execute(ASYNC_COMMIT)
+        claimed = session.execute(CLAIM, {
+            'ids': id_array(job_ids), 'running': Status.RUNNING,
+            'succeeded': Status.SUCCEEDED, 'failed': Status.FAILED}).all()
+        session.commit()
+    return {job_id: (attempt, request_id) for job_id, attempt, request_id in claimed}
+
+
+def lock_running(session, job_ids):
+    """Lock the jobs' rows (until the caller's transaction ends) and return
+    [(id, kind, payload)] of those still running, in id order: the others were
+    finished meanwhile (a duplicate delivery)."""
+    with translate():
+        rows = session.execute(LOCK, {'ids': id_array(job_ids)}).all()
+    return [(job_id, kind, dict(payload)) for job_id, kind, payload, status in rows
+            if status == Status.RUNNING]
+
+
+def complete(session, results):
+    """Mark locked running jobs succeeded with their results, [(id, result)],
+    in the caller's transaction (not committed): with their effects."""
+    if not results:
+        return
+    with translate():
+        session.execute(COMPLETE, {'succeeded': Status.SUCCEEDED,
+                                   'done': json.dumps([[job_id, result] for job_id, result in results])})
+
+
+def fail(session, job_id, error):
+    """Fail a running job with the reason `error`; committed. False if it was
+    not running (finished meanwhile)."""
+    return _settle(session, FAIL, job_id, error)
+
+
+def requeue(session, job_id, error):
+    """Queue a running job for its next attempt after a transient `error`
+    (kept as its note until then); committed. False if it was not running."""
+    return _settle(session, REQUEUE, job_id, error)
+
+
+def _settle(session, statement, job_id, error):
+    with translate():
+        done = session.execute(statement, {
+            'id': job_id, 'error': str(error)[:MAX_ERROR], 'running': Status.RUNNING,
+            'queued': Status.QUEUED, 'failed': Status.FAILED}).rowcount
+        session.commit()
+    return bool(done)

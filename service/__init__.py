@@ -1,0 +1,49 @@
+"""The composition root: `create_app(config)` builds the settings, logging,
+the database and the Celery app of any process of the service, and nothing
+of HTTP. The web front (web/) adds its blueprints on top of it; the Celery
+entry (worker/) adds the tasks.
+
+Its imports are made inside the functions: gunicorn's configuration imports
+service.logs before gevent patches the standard library, and nothing that
+imports ssl (redis, celery) may be loaded by then.
+"""
+
+
+def build_app(name='service', config=None, routes=()):
+    """A Flask app whose config holds every environment variable with a
+    configured prefix (under its full name) and every setting of
+    `service.settings`, `config` overriding both (the seed's
+    get_or_create_app outside an app context).
+
+    `routes` is a tuple of dicts, each a `rule` plus `Flask.add_url_rule`
+    keyword arguments. Raises service.errors.ConfigError for an invalid setting."""
+    from flask import Flask
+
+    from service import settings
+    app = Flask(name)
+    app.config.update(settings.load(overrides=config))
+    app.config['MAX_CONTENT_LENGTH'] = app.config['FLASK_MAX_CONTENT_LENGTH']
+    app.config['SECRET_KEY'] = app.config.get('FLASK_SECRET_KEY') or None
+    for route in routes:
+        route = dict(route)
+        app.add_url_rule(route.pop('rule'), **route)
+    return app
+
+
+def create_app(config=None, name='service'):
+    """The service's app for any process; `config` overrides settings (tests).
+
+    Raises service.errors.ConfigError (an invalid or, in production, unsafe
+    setting) or pg.exceptions.ConfigError (SQLALCHEMY_DEFAULT missing)."""
+    import tasks
+    from pg import init_db
+    from service import logs, security
+    from service.queue import init_celery
+    app = build_app(name, config)
+    logs.configure(app.config)
+    # Here, so every process (web, worker, beat, Flower) refuses an unsafe production config.
+    security.check(app.config)
+    init_db(app)
+    tasks.load_all()
+    init_celery(app)
+    return app

@@ -1,0 +1,88 @@
+"""The Celery app every process shares, and publishing recorded jobs.
+
+The messages carry job ids only (JSON); the ledger holds the rest. Processes
+that only publish (web) know the tasks by name; the worker registers them
+(worker/__init__.py). A job is published only once it is recorded and
+committed; when the broker refuses, what was recorded is taken back, so
+nothing is left half-accepted.
+"""
+import redis
+from celery import Celery, Task
+from flask import current_app
+
+import ledger
+from service.celery_config import celery_config
+
+EXTENSION = 'celery'
+SWEEP_TASK = 'jobs.sweep'
+
+
+def init_celery(app):
+    """Create the app's Celery app (app.extensions['celery']), whose tasks run
+    inside the app's context, with beat's schedule."""
+    class AppTask(Task):
+        def __call__(self, *args, **kwargs):
+            with app.app_context():
+                return self.run(*args, **kwargs)
+
+    celery = Celery(app.import_name, task_cls=AppTask)
+    celery.conf.update(celery_config(app.config))
+    celery.conf.beat_schedule = {
+        'sweep': {'task': SWEEP_TASK, 'schedule': app.config['WORKER_SWEEP_EVERY_SECONDS']},
+    }
+    celery.set_default()
+    app.extensions[EXTENSION] = celery
+    return celery
+
+
+def publish(celery, job_ids, kind, per_message=1):
+    """Send the job ids over one connection, one message per job, or per
+    group of `per_message` jobs that the worker applies together.
+
+    Raises kombu.exceptions.OperationalError when the broker is unreachable."""
+    job_ids = list(job_ids)
+    with celery.producer_or_acquire() as producer:
+        for start in range(0, len(job_ids), per_message):
+            group = job_ids[start:start + per_message]
+            celery.send_task(kind, args=[group if len(group) > 1 else group[0]],
+                             producer=producer)
+
+
+def publish_recorded(by_kind):
+    """Publish committed jobs, {kind: ids}. If the broker refuses, they are
+    all withdrawn from the ledger and the broker's error raised."""
+    app = current_app
+    try:
+        for kind, ids in by_kind.items():
+            publish(app.extensions[EXTENSION], ids, kind,
+                    per_message=app.config['WORKER_BATCH_SIZE'])
+    except Exception:
+        ledger.withdraw(_session(), [job_id for ids in by_kind.values() for job_id in ids])
+        raise
+
+
+def publish_retried(retried):
+    """Publish a job queued again by ledger.requeue_failed; if the broker
+    refuses, the job is put back as it was (failed, retriable again) and the
+    broker's error raised."""
+    try:
+        publish(current_app.extensions[EXTENSION], [retried.job_id], retried.kind)
+    except Exception:
+        ledger.restore_failed(_session(), retried)
+        raise
+
+
+def broker_client(app):
+    """This process's Redis client of the broker (health check, queue depth),
+    made once, waiting no longer than CELERY_PUBLISH_TIMEOUT."""
+    client = app.extensions.get('broker_redis')
+    if client is None:
+        timeout = app.config['CELERY_PUBLISH_TIMEOUT']
+        client = app.extensions['broker_redis'] = redis.Redis.from_url(
+            app.config['CELERY_BROKER_URL'], socket_connect_timeout=timeout,
+            socket_timeout=timeout)
+    return client
+
+
+def _session():
+    return current_app.extensions['pg'].pool.connection().session
