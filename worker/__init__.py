@@ -33,6 +33,7 @@ def init_celery(app):
                                app.config['WORKER_STALE_RUNNING_SECONDS'])
 
     celery.conf.beat_schedule = {
+        **(celery.conf.beat_schedule or {}),  # a CELERY_BEAT_SCHEDULE given keeps its entries
         'sweep': {'task': 'jobs.sweep', 'schedule': app.config['WORKER_SWEEP_EVERY_SECONDS']},
     }
     celery.set_default()

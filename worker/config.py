@@ -1,14 +1,21 @@
-"""Celery's settings, derived from the one app config (settings.py)."""
+"""Celery's settings, derived from the one app config (settings.py): the
+service's choices, then any Celery setting given as CELERY_<NAME>
+(worker/celery_settings.py), unless it undoes an exactly-once choice."""
+from worker import celery_settings
 
 
 def celery_config(config):
     """The Celery settings for at-least-once delivery of short JSON jobs.
 
     Raises ValueError when a retry could wait longer than the visibility
-    timeout (Redis would deliver the delayed message a second time early)."""
+    timeout (Redis would deliver the delayed message a second time early),
+    and UnsafeCeleryConfigError (a ValueError) naming a CELERY_<NAME> that
+    would undo acks late, JSON only and the like."""
     if config['WORKER_RETRY_MAX_SECONDS'] >= config['CELERY_VISIBILITY_TIMEOUT']:
         raise ValueError('WORKER_RETRY_MAX_SECONDS must stay below CELERY_VISIBILITY_TIMEOUT')
-    return {
+    given = celery_settings.overrides(config)
+    celery_settings.check_safe(given)
+    conf = {
         'broker_url': config['CELERY_BROKER_URL'],
         'broker_connection_retry_on_startup': True,
         'broker_transport_options': {
@@ -35,3 +42,9 @@ def celery_config(config):
         },
         'worker_hijack_root_logger': False,
     }
+    # Transport options given are merged under the service's own.
+    transport = {**(given.pop('broker_transport_options', None) or {}),
+                 **conf['broker_transport_options']}
+    conf.update(given)
+    conf['broker_transport_options'] = transport
+    return conf
