@@ -20,3 +20,11 @@ COPY . .
 # Not root: the code stays read-only to the processes that run it.
 RUN useradd --system --no-create-home --home-dir /app --uid 10001 app
 USER app
+
+# Web and Flower listen on every interface of the container (published ports).
+ENV BIND_ADDRESS=0.0.0.0
+EXPOSE 8000
+# By default the image is the web front: the Procfile's web command, exec'd
+# so that gunicorn is PID 1 and gets docker's SIGTERM (graceful shutdown).
+# compose gives each other process its own command.
+CMD ["/bin/sh", "-c", "exec gunicorn --bind ${BIND_ADDRESS:-127.0.0.1}:${PORT:-8000} --workers ${WEB_CONCURRENCY:-1} --worker-class gevent --worker-connections ${WEB_CONNECTIONS:-1000} 'web:create_app()'"]

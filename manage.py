@@ -117,13 +117,52 @@ def load_env_file():
             os.environ.setdefault(key, value)
 
 
+def _default_service_db():
+    """The local service database, unless SQLALCHEMY_DEFAULT or a platform's
+    DATABASE_URL names one."""
+    if not os.environ.get('DATABASE_URL'):
+        os.environ.setdefault('SQLALCHEMY_DEFAULT', SERVICE_DB)
+
+
+def _masked(url):
+    from sqlalchemy.engine import make_url
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def provision_service_db():
+    """Make sure the service database, and only it, exists (run, db): nothing
+    to do when its URL connects (a managed database); else the admin role of
+    PG_ADMIN_URL creates its role and database (an existing role's password is
+    kept); when that fails, stop saying what to create or set."""
+    import psycopg
+    from service import settings
+    from pg.provision import can_connect, ensure_databases
+    from sqlalchemy.engine import make_url
+    _default_service_db()
+    url = settings.load()['SQLALCHEMY_DEFAULT']
+    if can_connect(url):
+        print(f'database ready: {_masked(url)} connects (nothing to provision)')
+        return
+    admin = os.environ.get('PG_ADMIN_URL', ADMIN_DB)
+    try:
+        created = ensure_databases(admin, [url], reset_password=False)
+    except psycopg.Error as error:
+        target = make_url(url)
+        sys.exit(f'cannot provision the service database: {_masked(url)} does not connect, and '
+                 f'the admin role of PG_ADMIN_URL ({_masked(admin)}) could not create it: '
+                 f'{str(error).strip()}. Create the role {target.username} (with the URL\'s '
+                 f'password) and the database {target.database} owned by it, or set PG_ADMIN_URL '
+                 'to an admin role (postgresql://<role>:<password>@<host>:<port>/postgres).')
+    print(f'database ready: {_masked(url)}' + (' (created)' if created else ''))
+
+
 def _service_db():
-    os.environ.setdefault('SQLALCHEMY_DEFAULT', SERVICE_DB)
+    _default_service_db()
     from service import create_app
     from service.errors import ConfigError
     try:
         app = create_app()
-    except ConfigError as error:
+    except ConfigError as error:  # unsafe, unknown or invalid settings: the message names them
         sys.exit(str(error))
     return app, app.extensions['pg']
 
@@ -132,7 +171,7 @@ def db_upgrade(revision='head', url=None):
     """Migrate the service database (SQLALCHEMY_DEFAULT, or `url`) with alembic."""
     from alembic import command
     from alembic.config import Config
-    os.environ.setdefault('SQLALCHEMY_DEFAULT', SERVICE_DB)
+    _default_service_db()
     config = Config(os.path.join(ROOT, 'alembic.ini'))
     if url:
         config.attributes['url'] = url
@@ -163,7 +202,7 @@ def cmd_db(args):
     the tables of the service database."""
     if not IN_CONTAINER:
         load_env_file()
-        cmd_setup(args)
+        provision_service_db()
     if args.action == 'upgrade':
         db_upgrade()
         print('db upgrade: done')
@@ -177,14 +216,16 @@ def cmd_db(args):
 def cmd_run(args):
     """Start the whole service (web, worker, beat, flower) with honcho."""
     load_env_file()
-    cmd_setup(args)
+    provision_service_db()
     app, db = _service_db()
     prepare_database(app, db)
     os.chdir(ROOT)
     bin_dir = os.path.dirname(sys.executable)
     os.environ['PATH'] = bin_dir + os.pathsep + os.environ.get('PATH', '')
     honcho = os.path.join(bin_dir, 'honcho')
-    os.execv(honcho, [honcho, 'start', '-f', 'Procfile', *args.processes])
+    # The environment holds .env already, under what was set (load_env_file):
+    # honcho reading .env again would put its values over the ones set.
+    os.execv(honcho, [honcho, 'start', '-f', 'Procfile', '-e', os.devnull, *args.processes])
 
 
 def cmd_bench(args):

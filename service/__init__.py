@@ -33,14 +33,17 @@ def build_app(name='service', config=None, routes=()):
 def create_app(config=None, name='service'):
     """The service's app for any process; `config` overrides settings (tests).
 
-    Raises service.errors.ConfigError (an invalid or, in production, unsafe
-    setting) or pg.exceptions.ConfigError (SQLALCHEMY_DEFAULT missing)."""
+    Raises service.errors.ConfigError (an invalid setting; in production, an
+    unsafe one or a prefixed variable nothing reads) or pg.exceptions.ConfigError (SQLALCHEMY_DEFAULT missing)."""
+    import os
+
     import tasks
     from pg import init_db
-    from service import logs, security
+    from service import config_check, logs, security
     from service.queue import init_celery
     app = build_app(name, config)
     logs.configure(app.config)
+    config_check.check(app.config, os.environ, config)
     # Here, so every process (web, worker, beat, Flower) refuses an unsafe production config.
     security.check(app.config)
     init_db(app)

@@ -1,4 +1,7 @@
-"""Celery's settings, derived from the one app config (service/settings.py)."""
+"""Celery's settings, derived from the one app config (service/settings.py):
+the service's choices, then any Celery setting given as CELERY_<NAME>
+(service/celery_settings.py), unless it undoes an exactly-once choice."""
+from service import celery_settings
 from service.errors import ConfigError
 
 
@@ -6,10 +9,14 @@ def celery_config(config):
     """The Celery settings for at-least-once delivery of short JSON jobs.
 
     Raises ConfigError when a retry could wait longer than the visibility
-    timeout (Redis would deliver the delayed message a second time early)."""
+    timeout (Redis would deliver the delayed message a second time early),
+    and UnsafeCeleryConfigError (a ConfigError) naming a CELERY_<NAME> that
+    would undo acks late, JSON only and the like."""
     if config['WORKER_RETRY_MAX_SECONDS'] >= config['CELERY_VISIBILITY_TIMEOUT']:
         raise ConfigError('WORKER_RETRY_MAX_SECONDS must stay below CELERY_VISIBILITY_TIMEOUT')
-    return {
+    given = celery_settings.overrides(config)
+    celery_settings.check_safe(given)
+    conf = {
         'broker_url': config['CELERY_BROKER_URL'],
         'broker_connection_retry_on_startup': True,
         'broker_transport_options': {
@@ -36,3 +43,9 @@ def celery_config(config):
         },
         'worker_hijack_root_logger': False,
     }
+    # Transport options given are merged under the service's own.
+    transport = {**(given.pop('broker_transport_options', None) or {}),
+                 **conf['broker_transport_options']}
+    conf.update(given)
+    conf['broker_transport_options'] = transport
+    return conf

@@ -28,6 +28,7 @@ def init_celery(app):
     celery = Celery(app.import_name, task_cls=AppTask)
     celery.conf.update(celery_config(app.config))
     celery.conf.beat_schedule = {
+        **(celery.conf.beat_schedule or {}),  # a CELERY_BEAT_SCHEDULE given keeps its entries
         'sweep': {'task': SWEEP_TASK, 'schedule': app.config['WORKER_SWEEP_EVERY_SECONDS']},
     }
     celery.set_default()

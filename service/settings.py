@@ -50,10 +50,15 @@ SETTINGS = {
     'FLASK_CONFIG_PREFIXES': Setting(
         'FLASK,SQLALCHEMY,CELERY', str,
         'Comma-separated prefixes of the environment variables loaded into app.config.'),
+    'FLASK_CONFIG_EXTRA_NAMES': Setting(
+        '', str, 'Comma-separated variables of your own with a prefix of the service '
+                 '(FLASK_, SQLALCHEMY_, CELERY_, WORKER_) that no setting knows: loaded into '
+                 'app.config without the unknown-name check (service/config_check.py).'),
     'FLASK_MAX_CONTENT_LENGTH': Setting(
         1 << 20, int, 'Largest request body accepted, in bytes (larger: 413).'),
     'FLASK_API_TOKENS': Setting(
-        '', str, 'Comma-separated bearer tokens; when set, every request but /health needs one.'),
+        '', str, 'Comma-separated bearer tokens; when set, every request needs one but /health, '
+                 '/metrics, /openapi.json and /docs (production: required, 16+ characters each).'),
     'FLASK_BATCH_LIMIT': Setting(
         1000, int, 'Most jobs one POST /jobs/<kind>/batch may carry.'),
     'FLASK_GROUP_COMMIT_MS': Setting(
@@ -67,11 +72,13 @@ SETTINGS = {
     'SQLALCHEMY_LOCK_TIMEOUT_MS': Setting(
         5000, int, 'Longest wait for a row lock before the statement fails (55P03, retried).'),
     'CELERY_BROKER_URL': Setting(
-        'redis://127.0.0.1:6379/0', str, 'The Redis broker that carries the job messages.'),
+        'redis://127.0.0.1:6379/0', str, 'The Redis broker that carries the job messages '
+                                         '(unset: REDIS_URL, then the default).'),
     'CELERY_VISIBILITY_TIMEOUT': Setting(
         300, int, 'Seconds before Redis redelivers a message fetched but not acked.'),
     'CELERY_PREFETCH_MULTIPLIER': Setting(
-        8, int, 'Messages each worker process reserves ahead; jobs are short.'),
+        8, int, 'Messages each worker process reserves ahead; jobs are short '
+                '(Celery\'s own CELERY_WORKER_PREFETCH_MULTIPLIER wins when given).'),
     'CELERY_PUBLISH_TIMEOUT': Setting(
         2.0, float, 'Seconds the web waits for Redis before answering 503.'),
     'WORKER_BATCH_SIZE': Setting(
@@ -113,12 +120,28 @@ def prefixes(environ):
     return {p.upper() for p in split_list(raw)} | {'FLASK'}
 
 
+def _postgresql(url):
+    # Platforms give postgres://, a scheme SQLAlchemy no longer reads.
+    return 'postgresql://' + url[len('postgres://'):] if url.startswith('postgres://') else url
+
+
+def platform_urls(environ):
+    """A deployment platform's DATABASE_URL and REDIS_URL, as SQLALCHEMY_DEFAULT
+    and CELERY_BROKER_URL when those are not set."""
+    found = {}
+    if environ.get('DATABASE_URL') and not environ.get('SQLALCHEMY_DEFAULT'):
+        found['SQLALCHEMY_DEFAULT'] = _postgresql(environ['DATABASE_URL'])
+    if environ.get('REDIS_URL') and not environ.get('CELERY_BROKER_URL'):
+        found['CELERY_BROKER_URL'] = environ['REDIS_URL']
+    return found
+
+
 def load(environ=None, overrides=None):
     """Return the configuration: every prefixed environment variable under
     its full name, then every known setting (read from the environment
     whatever the prefixes) parsed to its type."""
     environ = os.environ if environ is None else environ
-    overrides = dict(overrides or {})
+    overrides = {**platform_urls(environ), **dict(overrides or {})}
     wanted = tuple(p + '_' for p in prefixes(environ))
     config = {k: v for k, v in environ.items() if k.startswith(wanted)}
     config.update(overrides)

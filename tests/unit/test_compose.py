@@ -134,3 +134,58 @@ def test_docker_compose_accepts_the_file_with_the_example_env(tmp_path):
                                if k != 'REDIS_PASSWORD'))
     result = docker_compose_config(str(partial))
     assert result.returncode != 0 and 'REDIS_PASSWORD' in result.stderr
+
+
+# Graceful shutdown: docker stops a service with SIGTERM, then SIGKILL once its
+# stop_grace_period is over; each period covers that process's own shutdown.
+
+def seconds(duration):
+    """A compose duration (40s, 1m30s, 90) in seconds."""
+    parts = re.fullmatch(r'(?:(\d+)m)?(?:(\d+)s?)?', str(duration))
+    assert parts and any(parts.groups()), duration
+    return int(parts.group(1) or 0) * 60 + int(parts.group(2) or 0)
+
+
+def gunicorn_graceful_timeout():
+    import runpy
+    return runpy.run_path(os.path.join(ROOT, 'gunicorn.conf.py'))['graceful_timeout']
+
+
+def test_every_process_has_a_stop_grace_period():
+    for name in PROCESSES:
+        assert seconds(services()[name]['stop_grace_period']) >= 10
+
+
+def test_web_outlasts_gunicorns_graceful_timeout():
+    # gunicorn gives requests in flight graceful_timeout, then stops its workers.
+    assert seconds(services()['web']['stop_grace_period']) >= gunicorn_graceful_timeout() + 5
+
+
+def test_the_worker_outlasts_its_warm_shutdown():
+    from service import settings
+    found = services()['worker']
+    grace = seconds(found['stop_grace_period'])
+    # Warm shutdown finishes the groups in hand: their lock waits, each capped by
+    # SQLALCHEMY_LOCK_TIMEOUT_MS, and the hard time limit when one is set.
+    lock_wait = settings.SETTINGS['SQLALCHEMY_LOCK_TIMEOUT_MS'].default / 1000
+    assert grace >= 10 * lock_wait
+    limit = (found.get('environment') or {}).get('CELERY_TASK_TIME_LIMIT')
+    if limit is not None:
+        assert grace > float(limit)
+    assert grace >= seconds(services()['web']['stop_grace_period'])
+
+
+def dockerfile_cmd():
+    import json
+    with open(os.path.join(ROOT, 'Dockerfile')) as f:
+        lines = [line for line in f if line.startswith('CMD ')]
+    assert len(lines) == 1, 'the image has one default command'
+    return json.loads(lines[0][len('CMD '):])
+
+
+def test_the_image_runs_the_web_front_by_default_as_pid_1():
+    cmd = dockerfile_cmd()
+    assert cmd[:2] == ['/bin/sh', '-c'] and cmd[2].startswith('exec ')
+    assert normalised(cmd[2][len('exec '):]) == normalised(procfile()['web'])
+    with open(os.path.join(ROOT, 'Dockerfile')) as f:
+        assert 'ENV BIND_ADDRESS=0.0.0.0' in f.read()
