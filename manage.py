@@ -14,13 +14,15 @@ import venv
 ROOT = os.path.dirname(os.path.abspath(__file__))
 VENV = os.path.join(ROOT, '.venv')
 VENV_PYTHON = os.path.join(VENV, 'bin', 'python')
-REQUIREMENTS = ['requirements.txt', 'requirements-dev.txt']
+REQUIREMENTS = ['requirements.txt', 'requirements-dev.txt', 'requirements-local.txt']
 STAMP = os.path.join(VENV, '.requirements.sha256')
 
 SERVICE_DB = 'postgresql://ds:dsps@127.0.0.1:5432/ds'
 TEST_DBS = ('postgresql://ds:dsps@127.0.0.1:5432/ds_test',
             'postgresql://ds:dsps@127.0.0.1:5432/ds2_test')
 ADMIN_DB = 'postgresql://postgres@127.0.0.1:5432/postgres'
+BROKER = 'redis://127.0.0.1:6379/0'
+TEST_BROKER = 'redis://127.0.0.1:6379/12'
 # Set by the Dockerfile: the image's python3 has the requirements, and the
 # environment and databases are compose's (no .venv, .env or provisioning).
 IN_CONTAINER = os.environ.get('MANAGE_IN_CONTAINER') == '1'
@@ -55,23 +57,98 @@ def in_venv():
     return os.path.realpath(sys.prefix) == os.path.realpath(VENV)
 
 
-def cmd_setup(args):
+def cmd_setup(args, admin_url=None, urls=None):
     """Install the requirements and create the roles and databases."""
     from pg.provision import ensure_databases
-    urls = [os.environ.get('SQLALCHEMY_DEFAULT', SERVICE_DB), *TEST_DBS]
-    created = ensure_databases(os.environ.get('PG_ADMIN_URL', ADMIN_DB), urls)
+    if urls is None:
+        urls = [os.environ.get('SQLALCHEMY_DEFAULT', SERVICE_DB), *TEST_DBS]
+    if admin_url is None:
+        admin_url = os.environ.get('PG_ADMIN_URL', ADMIN_DB)
+        if servers_mode(args) != 'external' and not _answers(admin_url):
+            print('no PostgreSQL answers at 127.0.0.1:5432: `run` and `test` start an embedded one')
+            return
+    created = ensure_databases(admin_url, urls)
     print('databases ready' + (f' (created {", ".join(created)})' if created else ''))
 
 
+def _answers(url):
+    from devservers.choice import answers
+    return answers(url)
+
+
+def servers_mode(args):
+    """auto, embedded or external: --servers, else SERVICE_SERVERS (default auto)."""
+    return getattr(args, 'servers', None) or os.environ.get('SERVICE_SERVERS') or 'auto'
+
+
+def data_dir(*parts):
+    """The folder of the embedded servers' data: SERVICE_DATA_DIR (read after
+    .env), default .data; `manage.py test` uses its test/ folder."""
+    return os.path.abspath(os.path.join(os.environ.get('SERVICE_DATA_DIR') or
+                                        os.path.join(ROOT, '.data'), *parts))
+
+
+def embedded_servers(args, folder, db_url, broker_url, durable=True):
+    """The embedded servers a command needs instead of the ones at `db_url`
+    and `broker_url` (devservers.choice), or None when it needs none."""
+    from devservers.choice import embed
+    from devservers.servers import EmbeddedServers
+    try:
+        postgres, redis = embed(servers_mode(args), db_url), embed(servers_mode(args), broker_url)
+    except ValueError as error:
+        sys.exit(str(error))
+    if postgres or redis:
+        return EmbeddedServers(folder, postgres=postgres, redis=redis, durable=durable)
+    return None
+
+
+def say_servers(servers, db_url, broker_url):
+    """Print which servers the command uses, and where the embedded ones keep their data."""
+    from logs import redact
+    lines = servers.describe() if servers else []
+    if not (servers and servers.postgres):
+        lines.insert(0, f'PostgreSQL: the configured one (the machine\'s), {redact(db_url)}')
+    if not (servers and servers.redis):
+        lines.append(f'Redis: the configured one (the machine\'s), {redact(broker_url)}')
+    print('\n'.join(lines), flush=True)
+
+
 def cmd_test(args):
-    """Run the test suite (or the tests under --q) with pytest."""
-    cmd_setup(args)
-    pytest_args = ['-q', args.q or 'tests', *args.extra]
+    """Run the test suite (or the tests under --q) with pytest, on the machine's
+    PostgreSQL and Redis when they answer, else on embedded ones."""
+    pytest_command = [sys.executable, '-m', 'pytest', '-q', args.q or 'tests', *args.extra]
+    db_url = os.environ.get('TEST_DATABASE_URL', TEST_DBS[0])
+    broker_url = os.environ.get('TEST_BROKER_URL', TEST_BROKER)
+    servers = embedded_servers(args, data_dir('test'), db_url, broker_url,
+                               durable=False)
     os.chdir(ROOT)
-    return subprocess.call([sys.executable, '-m', 'pytest', *pytest_args])
+    if servers is None:
+        say_servers(None, db_url, broker_url)
+        cmd_setup(args)
+        return subprocess.call(pytest_command)
+    from devservers.servers import AlreadyRunning
+    try:
+        with servers:
+            say_servers(servers, db_url, broker_url)
+            env = dict(os.environ)
+            if servers.postgres:
+                urls = [servers.postgres.url(os.environ.get(name, default)) for name, default in
+                        (('TEST_DATABASE_URL', TEST_DBS[0]), ('TEST_DATABASE2_URL', TEST_DBS[1]))]
+                env.update(TEST_DATABASE_URL=urls[0], TEST_DATABASE2_URL=urls[1],
+                           PG_ADMIN_URL=servers.postgres.admin_url)
+                cmd_setup(args, servers.postgres.admin_url, urls)
+            else:
+                cmd_setup(args)
+            if servers.redis:
+                env['TEST_BROKER_URL'] = servers.redis.url(broker_url)
+            return subprocess.call(pytest_command, env=env)
+    except AlreadyRunning as error:
+        sys.exit(str(error))
 
 
-ENV_FILE = os.path.join(ROOT, '.env')
+# The settings of `manage.py run` (honcho loads it into every process);
+# MANAGE_ENV_FILE names another file (the tests of `run`).
+ENV_FILE = os.path.abspath(os.environ.get('MANAGE_ENV_FILE') or os.path.join(ROOT, '.env'))
 
 
 # The secrets .env.example leaves as change-me; .env gets fresh random ones.
@@ -175,16 +252,49 @@ def cmd_db(args):
 
 
 def cmd_run(args):
-    """Start the whole service (web, worker, beat, flower) with honcho."""
+    """Start the whole service (web, worker, beat, flower) with honcho, on the
+    configured PostgreSQL and Redis, or on embedded ones when nothing answers
+    at the local defaults (SERVICE_SERVERS, --servers)."""
     load_env_file()
-    cmd_setup(args)
-    app, db = _service_db()
-    prepare_database(app, db)
+    db_url = os.environ.setdefault('SQLALCHEMY_DEFAULT', SERVICE_DB)
+    broker_url = os.environ.setdefault('CELERY_BROKER_URL', BROKER)
+    servers = embedded_servers(args, data_dir(), db_url, broker_url)
     os.chdir(ROOT)
     bin_dir = os.path.dirname(sys.executable)
     os.environ['PATH'] = bin_dir + os.pathsep + os.environ.get('PATH', '')
-    honcho = os.path.join(bin_dir, 'honcho')
-    os.execv(honcho, [honcho, 'start', '-f', 'Procfile', *args.processes])
+    honcho = [os.path.join(bin_dir, 'honcho'), 'start', '-f', 'Procfile', '-e', ENV_FILE]
+    if servers is None:
+        say_servers(None, db_url, broker_url)
+        cmd_setup(args)
+        prepare_database(*_service_db())
+        os.execv(honcho[0], [*honcho, *args.processes])
+    from devservers.servers import AlreadyRunning, exit_on_sigterm, run_until_stopped
+    exit_on_sigterm()
+    try:
+        with servers:
+            say_servers(servers, db_url, broker_url)
+            # The embedded servers' URLs, loaded by honcho after .env (so they win there).
+            overrides = {}
+            if servers.postgres:
+                overrides['SQLALCHEMY_DEFAULT'] = servers.postgres.url(db_url)
+                cmd_setup(args, servers.postgres.admin_url, [overrides['SQLALCHEMY_DEFAULT']])
+            else:
+                cmd_setup(args)
+            if servers.redis:
+                overrides['CELERY_BROKER_URL'] = servers.redis.url(broker_url)
+            os.environ.update(overrides)
+            prepare_database(*_service_db())
+            servers_env = os.path.join(servers.folder, 'servers.env')
+            fd = os.open(servers_env, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, 'w') as f:
+                f.writelines(f'{name}={value}\n' for name, value in overrides.items())
+            code = run_until_stopped([*honcho[:-1], f'{ENV_FILE},{servers_env}',
+                                      *args.processes])
+            print('the service has stopped; stopping the embedded servers', flush=True)
+        print('stopped', flush=True)
+        return code
+    except AlreadyRunning as error:
+        sys.exit(f'manage.py run: {error}')
 
 
 def cmd_bench(args):
@@ -215,6 +325,11 @@ def cmd_jobs(args):
     return jobs(args, ENV_FILE)
 
 
+SERVER_MODES = ('auto', 'embedded', 'external')
+SERVERS_HELP = ('PostgreSQL and Redis: auto (default, or SERVICE_SERVERS): the configured ones, '
+                'embedded ones where nothing answers at the local defaults; embedded; external')
+
+
 def parser():
     from cli.commands import add_enqueue_arguments, add_jobs_arguments
     p = argparse.ArgumentParser(prog='manage.py', description=__doc__)
@@ -224,9 +339,11 @@ def parser():
     t = sub.add_parser('test', help=cmd_test.__doc__,
                        epilog='Other arguments are passed on to pytest.')
     t.add_argument('--q', metavar='PATH', help='a test file, folder or node id (default: tests)')
+    t.add_argument('--servers', choices=SERVER_MODES, help=SERVERS_HELP)
     t.set_defaults(func=cmd_test)
     r = sub.add_parser('run', help=cmd_run.__doc__)
     r.add_argument('processes', nargs='*', help='only these Procfile processes (default: all)')
+    r.add_argument('--servers', choices=SERVER_MODES, help=SERVERS_HELP)
     r.set_defaults(func=cmd_run)
     b = sub.add_parser('bench', help=cmd_bench.__doc__, add_help=False,
                        epilog='Options: --seconds N, --scenarios a,b, --no-naive')

@@ -1,0 +1,136 @@
+"""The embedded servers of one data folder, started and stopped together.
+
+The folder's lock (`servers.lock`, an flock held while they run) makes a
+second `manage.py run` on the same folder say so instead of starting another
+pair; `servers.json` tells it who holds them and on which ports. The lock goes
+with the process that holds it, so a run that was killed leaves no stale lock;
+servers it left running are stopped by the next start.
+"""
+import fcntl
+import json
+import os
+import signal
+import socket
+import subprocess
+from pathlib import Path
+
+from devservers.postgres import EmbeddedPostgres
+from devservers.redis_server import EmbeddedRedis
+
+
+class AlreadyRunning(Exception):
+    """Another process holds the data folder's servers."""
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
+class EmbeddedServers:
+    """A context manager: the servers asked for (`postgres`, `redis`: booleans)
+    running with their data in `folder` for the duration of the block."""
+
+    def __init__(self, folder, postgres=True, redis=True, durable=True):
+        self.folder = Path(folder).resolve()
+        self.postgres = EmbeddedPostgres(self.folder, durable) if postgres else None
+        self.redis = EmbeddedRedis(self.folder, durable) if redis else None
+        self._lock = None
+
+    def __enter__(self):
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self._take_lock()
+        try:
+            if self.postgres:
+                self.postgres.start(free_port())
+            if self.redis:
+                self.redis.start(free_port())
+            self._write_info()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    def _take_lock(self):
+        fd = os.open(self.folder / 'servers.lock', os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise AlreadyRunning(self._holder()) from None
+        self._lock = fd
+
+    def _holder(self):
+        try:
+            info = json.loads((self.folder / 'servers.json').read_text())
+        except (OSError, ValueError):
+            return f'the embedded servers of {self.folder} are in use by another process'
+        ports = ', '.join(f'{name} on 127.0.0.1:{port}'
+                          for name, port in info.get('ports', {}).items())
+        return (f'the embedded servers of {self.folder} are in use by process {info.get("pid")} '
+                f'({info.get("command")}): {ports}; stop it first (Ctrl-C there)')
+
+    def _write_info(self):
+        import sys
+        info = {'pid': os.getpid(), 'command': ' '.join(['manage.py', *sys.argv[1:]]),
+                'ports': {name: server.port for name, server in
+                          (('postgresql', self.postgres), ('redis', self.redis)) if server}}
+        (self.folder / 'servers.json').write_text(json.dumps(info) + '\n')
+
+    def stop(self):
+        """Stop Redis, then PostgreSQL, then let the folder go."""
+        try:
+            if self.redis:
+                self.redis.stop()
+        finally:
+            try:
+                if self.postgres:
+                    self.postgres.stop()
+            finally:
+                if self._lock is not None:
+                    (self.folder / 'servers.json').unlink(missing_ok=True)
+                    os.close(self._lock)
+                    self._lock = None
+
+    def describe(self):
+        """Lines saying what runs where, for the user."""
+        lines = []
+        if self.postgres:
+            lines.append(f'PostgreSQL {self.postgres.version}: embedded, on 127.0.0.1:'
+                         f'{self.postgres.port}, data in {self.postgres.data}')
+        if self.redis:
+            lines.append(f'Redis: embedded ({os.path.basename(self.redis.binary)}), on 127.0.0.1:'
+                         f'{self.redis.port}, data in {self.redis.dir} (append-only file)')
+        return lines
+
+
+def exit_on_sigterm():
+    """From now on SIGTERM ends us through SystemExit, so the servers started
+    so far are stopped on the way out (as with Ctrl-C's KeyboardInterrupt)."""
+    def leave(signum, frame):
+        raise SystemExit(128 + signum)
+    signal.signal(signal.SIGTERM, leave)
+
+
+def run_until_stopped(command, env=None):
+    """Run `command` (honcho) as our child until it exits, and return its exit
+    code. SIGINT, SIGTERM and SIGHUP sent to us are passed on (honcho stops its
+    processes once, however many it gets), so the caller stops the servers only
+    after every process of the service is gone."""
+    child = subprocess.Popen(command, env=env)
+
+    def forward(signum, frame):
+        if child.poll() is None:
+            child.send_signal(signal.SIGTERM if signum == signal.SIGHUP else signum)
+
+    handled = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    previous = {signum: signal.signal(signum, forward) for signum in handled}
+    try:
+        return child.wait()
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
