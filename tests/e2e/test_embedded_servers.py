@@ -22,6 +22,7 @@ from pathlib import Path
 import psutil
 import psycopg
 import pytest
+import redis
 import requests
 
 from tests.e2e.conftest import free_port
@@ -204,3 +205,34 @@ def test_run_on_embedded_servers_keeps_its_data_and_leaves_nothing(tmp_path, dat
     assert everything.sql("SELECT count(*) FROM jobs WHERE status = 'succeeded'") == [(40,)]
     pids = everything.interrupt()
     assert not left_over(pids, data), everything.output()
+
+
+def test_the_test_servers_answer():
+    """The servers the tests were given answer (run by the next test inside
+    `manage.py test`, and in every run of the suite)."""
+    from tests.conftest import DATABASE2_URL, DATABASE_URL
+    from tests.e2e.conftest import BROKER_URL
+    for url in (DATABASE_URL, DATABASE2_URL):
+        with psycopg.connect(url, connect_timeout=5) as conn:
+            assert conn.execute('SELECT 1').fetchone() == (1,)
+    assert redis.Redis.from_url(BROKER_URL, socket_timeout=5).ping()
+
+
+def test_manage_test_starts_embedded_servers_when_told(tmp_path, data):
+    """`manage.py test` with nothing at the URLs it is given and embedded
+    servers forced: pytest gets the embedded servers' URLs (or the test above
+    could not connect), and they are stopped after."""
+    closed = {'TEST_DATABASE_URL': f'postgresql://ds:dsps@127.0.0.1:{free_port()}/ds_test',
+              'TEST_DATABASE2_URL': f'postgresql://ds:dsps@127.0.0.1:{free_port()}/ds2_test',
+              'TEST_BROKER_URL': f'redis://127.0.0.1:{free_port()}/12'}
+    env = {**os.environ, **closed, 'SERVICE_DATA_DIR': str(data)}
+    node = 'tests/e2e/test_embedded_servers.py::test_the_test_servers_answer'
+    result = subprocess.run([sys.executable, 'manage.py', 'test', '--servers', 'embedded',
+                             '--q', node, '-p', 'no:cacheprovider'], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=180)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0 and '1 passed' in result.stdout, output
+    assert 'PostgreSQL 18: embedded, on 127.0.0.1' in output, output
+    assert f'data in {data / "test" / "postgres"}' in output
+    assert 'Redis: embedded' in output
+    assert not left_over([], data), output

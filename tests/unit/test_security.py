@@ -7,7 +7,7 @@ import pytest
 
 import manage
 import settings
-from tests.conftest import DATABASE_URL
+from tests.conftest import DATABASE_URL, redis_url
 from web.security import InsecureConfigError, check, problems
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -48,7 +48,7 @@ def config(**overrides):
 def service_app(**overrides):
     from web import create_app
     return create_app(config={'SQLALCHEMY_DEFAULT': DATABASE_URL,
-                              'CELERY_BROKER_URL': 'redis://127.0.0.1:6379/15',
+                              'CELERY_BROKER_URL': redis_url(15),
                               **GOOD, **overrides})
 
 
