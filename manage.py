@@ -65,7 +65,9 @@ def cmd_setup(args, admin_url=None, urls=None):
     if admin_url is None:
         admin_url = os.environ.get('PG_ADMIN_URL', ADMIN_DB)
         if servers_mode(args) != 'external' and not _answers(admin_url):
-            print('no PostgreSQL answers at 127.0.0.1:5432: `run` and `test` start an embedded one')
+            from logs import redact
+            print(f'no PostgreSQL answers at {redact(admin_url)}: `run` and `test` start '
+                  'an embedded one (SERVICE_SERVERS)')
             return
     created = ensure_databases(admin_url, urls)
     print('databases ready' + (f' (created {", ".join(created)})' if created else ''))
