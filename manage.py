@@ -5,6 +5,7 @@ Runs with the system python3: it makes the virtual environment (.venv) from
 the pinned requirements when missing or stale, then runs itself inside it.
 """
 import argparse
+import contextlib
 import hashlib
 import os
 import subprocess
@@ -63,19 +64,15 @@ def cmd_setup(args, admin_url=None, urls=None):
     if urls is None:
         urls = [os.environ.get('SQLALCHEMY_DEFAULT', SERVICE_DB), *TEST_DBS]
     if admin_url is None:
+        from devservers.choice import answers
         admin_url = os.environ.get('PG_ADMIN_URL', ADMIN_DB)
-        if servers_mode(args) != 'external' and not _answers(admin_url):
+        if servers_mode(args) != 'external' and not answers(admin_url):
             from logs import redact
             print(f'no PostgreSQL answers at {redact(admin_url)}: `run` and `test` start '
                   'an embedded one (SERVICE_SERVERS)')
             return
     created = ensure_databases(admin_url, urls)
     print('databases ready' + (f' (created {", ".join(created)})' if created else ''))
-
-
-def _answers(url):
-    from devservers.choice import answers
-    return answers(url)
 
 
 def servers_mode(args):
@@ -90,62 +87,50 @@ def data_dir(*parts):
                                         os.path.join(ROOT, '.data'), *parts))
 
 
-def embedded_servers(args, folder, db_url, broker_url, durable=True):
-    """The embedded servers a command needs instead of the ones at `db_url`
-    and `broker_url` (devservers.choice), or None when it needs none."""
-    from devservers.choice import embed
-    from devservers.servers import EmbeddedServers
+@contextlib.contextmanager
+def servers_for(args, folder, db_url, broker_url, urls, durable=True):
+    """The PostgreSQL and Redis of a command (devservers): embedded ones
+    started for the block where SERVICE_SERVERS asks for them; says which,
+    and makes the roles and databases of `urls` (their names) on the PostgreSQL."""
+    from devservers.servers import AlreadyRunning, Servers
     try:
-        postgres, redis = embed(servers_mode(args), db_url), embed(servers_mode(args), broker_url)
-    except ValueError as error:
-        sys.exit(str(error))
-    if postgres or redis:
-        return EmbeddedServers(folder, postgres=postgres, redis=redis, durable=durable)
-    return None
-
-
-def say_servers(servers, db_url, broker_url):
-    """Print which servers the command uses, and where the embedded ones keep their data."""
-    from logs import redact
-    lines = servers.describe() if servers else []
-    if not (servers and servers.postgres):
-        lines.insert(0, f'PostgreSQL: the configured one (the machine\'s), {redact(db_url)}')
-    if not (servers and servers.redis):
-        lines.append(f'Redis: the configured one (the machine\'s), {redact(broker_url)}')
-    print('\n'.join(lines), flush=True)
+        servers = Servers.choose(servers_mode(args), folder, db_url, broker_url, durable)
+        servers.__enter__()
+    except (ValueError, AlreadyRunning) as error:
+        sys.exit(f'manage.py {args.command}: {error}')
+    try:
+        print('\n'.join(servers.describe()), flush=True)
+        if servers.postgres:
+            cmd_setup(args, servers.admin_url, [servers.database_url(url) for url in urls])
+        else:
+            cmd_setup(args)
+        yield servers
+    finally:
+        if servers.embedded:
+            print('stopping the embedded servers', flush=True)
+        servers.stop()
+        if servers.embedded:
+            print('embedded servers stopped', flush=True)
 
 
 def cmd_test(args):
     """Run the test suite (or the tests under --q) with pytest, on the machine's
     PostgreSQL and Redis when they answer, else on embedded ones."""
-    pytest_command = [sys.executable, '-m', 'pytest', '-q', args.q or 'tests', *args.extra]
-    db_url = os.environ.get('TEST_DATABASE_URL', TEST_DBS[0])
+    db_urls = [os.environ.get('TEST_DATABASE_URL', TEST_DBS[0]),
+               os.environ.get('TEST_DATABASE2_URL', TEST_DBS[1])]
     broker_url = os.environ.get('TEST_BROKER_URL', TEST_BROKER)
-    servers = embedded_servers(args, data_dir('test'), db_url, broker_url,
-                               durable=False)
     os.chdir(ROOT)
-    if servers is None:
-        say_servers(None, db_url, broker_url)
-        cmd_setup(args)
-        return subprocess.call(pytest_command)
-    from devservers.servers import AlreadyRunning
-    try:
-        with servers:
-            say_servers(servers, db_url, broker_url)
-            env = dict(os.environ)
-            if servers.postgres:
-                urls = [servers.postgres.url(os.environ.get(name, default)) for name, default in
-                        (('TEST_DATABASE_URL', TEST_DBS[0]), ('TEST_DATABASE2_URL', TEST_DBS[1]))]
-                env.update(TEST_DATABASE_URL=urls[0], TEST_DATABASE2_URL=urls[1],
-                           PG_ADMIN_URL=servers.postgres.admin_url)
-                cmd_setup(args, servers.postgres.admin_url, urls)
-            else:
-                cmd_setup(args)
-            if servers.redis:
-                env['TEST_BROKER_URL'] = servers.redis.url(broker_url)
-            return subprocess.call(pytest_command, env=env)
-    except AlreadyRunning as error:
-        sys.exit(str(error))
+    with servers_for(args, data_dir('test'), db_urls[0], broker_url, db_urls,
+                     durable=False) as servers:
+        env = dict(os.environ)
+        if servers.embedded:
+            env.update(TEST_DATABASE_URL=servers.database_url(db_urls[0]),
+                       TEST_DATABASE2_URL=servers.database_url(db_urls[1]),
+                       TEST_BROKER_URL=servers.redis_url(broker_url))
+            if servers.admin_url:
+                env['PG_ADMIN_URL'] = servers.admin_url
+        return subprocess.call(
+            [sys.executable, '-m', 'pytest', '-q', args.q or 'tests', *args.extra], env=env)
 
 
 # The settings of `manage.py run` (honcho loads it into every process);
@@ -257,46 +242,22 @@ def cmd_run(args):
     """Start the whole service (web, worker, beat, flower) with honcho, on the
     configured PostgreSQL and Redis, or on embedded ones when nothing answers
     at the local defaults (SERVICE_SERVERS, --servers)."""
+    from devservers.servers import exit_on_sigterm, run_until_stopped
     load_env_file()
     db_url = os.environ.setdefault('SQLALCHEMY_DEFAULT', SERVICE_DB)
     broker_url = os.environ.setdefault('CELERY_BROKER_URL', BROKER)
-    servers = embedded_servers(args, data_dir(), db_url, broker_url)
+    exit_on_sigterm()  # embedded servers started so far are stopped on the way out
     os.chdir(ROOT)
-    bin_dir = os.path.dirname(sys.executable)
-    os.environ['PATH'] = bin_dir + os.pathsep + os.environ.get('PATH', '')
-    honcho = [os.path.join(bin_dir, 'honcho'), 'start', '-f', 'Procfile', '-e', ENV_FILE]
-    if servers is None:
-        say_servers(None, db_url, broker_url)
-        cmd_setup(args)
+    with servers_for(args, data_dir(), db_url, broker_url, [db_url]) as servers:
+        urls = {'SQLALCHEMY_DEFAULT': servers.database_url(), 'CELERY_BROKER_URL': servers.redis_url()}
+        os.environ.update(urls)
         prepare_database(*_service_db())
-        os.execv(honcho[0], [*honcho, *args.processes])
-    from devservers.servers import AlreadyRunning, exit_on_sigterm, run_until_stopped
-    exit_on_sigterm()
-    try:
-        with servers:
-            say_servers(servers, db_url, broker_url)
-            # The embedded servers' URLs, loaded by honcho after .env (so they win there).
-            overrides = {}
-            if servers.postgres:
-                overrides['SQLALCHEMY_DEFAULT'] = servers.postgres.url(db_url)
-                cmd_setup(args, servers.postgres.admin_url, [overrides['SQLALCHEMY_DEFAULT']])
-            else:
-                cmd_setup(args)
-            if servers.redis:
-                overrides['CELERY_BROKER_URL'] = servers.redis.url(broker_url)
-            os.environ.update(overrides)
-            prepare_database(*_service_db())
-            servers_env = os.path.join(servers.folder, 'servers.env')
-            fd = os.open(servers_env, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, 'w') as f:
-                f.writelines(f'{name}={value}\n' for name, value in overrides.items())
-            code = run_until_stopped([*honcho[:-1], f'{ENV_FILE},{servers_env}',
-                                      *args.processes])
-            print('the service has stopped; stopping the embedded servers', flush=True)
-        print('stopped', flush=True)
-        return code
-    except AlreadyRunning as error:
-        sys.exit(f'manage.py run: {error}')
+        env_files = ','.join(filter(None, [ENV_FILE, servers.write_env(urls)]))
+        bin_dir = os.path.dirname(sys.executable)
+        os.environ['PATH'] = bin_dir + os.pathsep + os.environ.get('PATH', '')
+        # honcho as our child: the servers are stopped once it has stopped every process.
+        return run_until_stopped([os.path.join(bin_dir, 'honcho'), 'start', '-f', 'Procfile',
+                                  '-e', env_files, *args.processes])
 
 
 def cmd_bench(args):

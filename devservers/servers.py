@@ -1,4 +1,5 @@
-"""The embedded servers of one data folder, started and stopped together.
+"""The servers of a command: the configured ones, or embedded ones of one
+data folder, started and stopped together.
 
 The folder's lock (`servers.lock`, an flock held while they run) makes a
 second `manage.py run` on the same folder say so instead of starting another
@@ -12,8 +13,10 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 from pathlib import Path
 
+from devservers.choice import embed
 from devservers.postgres import EmbeddedPostgres
 from devservers.redis_server import EmbeddedRedis
 
@@ -28,17 +31,32 @@ def free_port():
         return s.getsockname()[1]
 
 
-class EmbeddedServers:
-    """A context manager: the servers asked for (`postgres`, `redis`: booleans)
-    running with their data in `folder` for the duration of the block."""
+class Servers:
+    """A context manager: the PostgreSQL and Redis a command uses for the
+    duration of the block. Those of `db_url` and `broker_url` (the configured
+    ones) unless `postgres` or `redis` asks for an embedded one, which runs
+    with its data in `folder` while the folder's lock is held."""
 
-    def __init__(self, folder, postgres=True, redis=True, durable=True):
+    def __init__(self, folder, db_url, broker_url, postgres=False, redis=False, durable=True):
         self.folder = Path(folder).resolve()
+        self.db_url, self.broker_url = db_url, broker_url
         self.postgres = EmbeddedPostgres(self.folder, durable) if postgres else None
         self.redis = EmbeddedRedis(self.folder, durable) if redis else None
         self._lock = None
 
+    @classmethod
+    def choose(cls, mode, folder, db_url, broker_url, durable=True):
+        """The servers SERVICE_SERVERS `mode` asks for (devservers.choice)."""
+        return cls(folder, db_url, broker_url, postgres=embed(mode, db_url),
+                   redis=embed(mode, broker_url), durable=durable)
+
+    @property
+    def embedded(self):
+        return bool(self.postgres or self.redis)
+
     def __enter__(self):
+        if not self.embedded:
+            return self
         self.folder.mkdir(parents=True, exist_ok=True)
         self._take_lock()
         try:
@@ -54,6 +72,32 @@ class EmbeddedServers:
 
     def __exit__(self, *exc):
         self.stop()
+
+    def database_url(self, configured=None):
+        """`configured` (default: db_url) pointed at the embedded PostgreSQL, if any."""
+        configured = configured or self.db_url
+        return self.postgres.url(configured) if self.postgres else configured
+
+    def redis_url(self, configured=None):
+        """`configured` (default: broker_url) pointed at the embedded Redis, if any."""
+        configured = configured or self.broker_url
+        return self.redis.url(configured) if self.redis else configured
+
+    @property
+    def admin_url(self):
+        """The embedded PostgreSQL's superuser URL (None: the machine's, as configured)."""
+        return self.postgres.admin_url if self.postgres else None
+
+    def write_env(self, values):
+        """`values` (the URLs above) as an env file of the folder, for honcho to load
+        after .env (so they win there); its path, or None with nothing embedded."""
+        if not self.embedded:
+            return None
+        path = self.folder / 'servers.env'
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # it has the password
+        with os.fdopen(fd, 'w') as f:
+            f.writelines(f'{name}={value}\n' for name, value in values.items())
+        return str(path)
 
     def _take_lock(self):
         fd = os.open(self.folder / 'servers.lock', os.O_RDWR | os.O_CREAT, 0o600)
@@ -75,7 +119,6 @@ class EmbeddedServers:
                 f'({info.get("command")}): {ports}; stop it first (Ctrl-C there)')
 
     def _write_info(self):
-        import sys
         info = {'pid': os.getpid(), 'command': ' '.join(['manage.py', *sys.argv[1:]]),
                 'ports': {name: server.port for name, server in
                           (('postgresql', self.postgres), ('redis', self.redis)) if server}}
@@ -97,15 +140,19 @@ class EmbeddedServers:
                     self._lock = None
 
     def describe(self):
-        """Lines saying what runs where, for the user."""
-        lines = []
+        """Lines saying which servers are used, and where the embedded ones keep their data."""
+        from logs import redact
         if self.postgres:
-            lines.append(f'PostgreSQL {self.postgres.version}: embedded, on 127.0.0.1:'
-                         f'{self.postgres.port}, data in {self.postgres.data}')
+            postgres = (f'PostgreSQL {self.postgres.version}: embedded, on 127.0.0.1:'
+                        f'{self.postgres.port}, data in {self.postgres.data}')
+        else:
+            postgres = f"PostgreSQL: the configured one (the machine's), {redact(self.db_url)}"
         if self.redis:
-            lines.append(f'Redis: embedded ({os.path.basename(self.redis.binary)}), on 127.0.0.1:'
-                         f'{self.redis.port}, data in {self.redis.dir} (append-only file)')
-        return lines
+            redis = (f'Redis: embedded ({os.path.basename(self.redis.binary)}), on 127.0.0.1:'
+                     f'{self.redis.port}, data in {self.redis.dir} (append-only file)')
+        else:
+            redis = f"Redis: the configured one (the machine's), {redact(self.broker_url)}"
+        return [postgres, redis]
 
 
 def exit_on_sigterm():
