@@ -24,6 +24,8 @@ TEST_DBS = ('postgresql://ds:dsps@127.0.0.1:5432/ds_test',
 ADMIN_DB = 'postgresql://postgres@127.0.0.1:5432/postgres'
 BROKER = 'redis://127.0.0.1:6379/0'
 TEST_BROKER = 'redis://127.0.0.1:6379/12'
+BENCH_DB = 'postgresql://ds:dsps@127.0.0.1:5432/ds_bench'
+BENCH_BROKER = 'redis://127.0.0.1:6379/14'
 # Set by the Dockerfile: the image's python3 has the requirements, and the
 # environment and databases are compose's (no .venv, .env or provisioning).
 IN_CONTAINER = os.environ.get('MANAGE_IN_CONTAINER') == '1'
@@ -100,10 +102,7 @@ def servers_for(args, folder, db_url, broker_url, urls, durable=True):
         sys.exit(f'manage.py {args.command}: {error}')
     try:
         print('\n'.join(servers.describe()), flush=True)
-        if servers.postgres:
-            cmd_setup(args, servers.admin_url, [servers.database_url(url) for url in urls])
-        else:
-            cmd_setup(args)
+        cmd_setup(args, servers.admin_url, [servers.database_url(url) for url in urls])
         yield servers
     finally:
         if servers.embedded:
@@ -270,10 +269,13 @@ def cmd_bench(args):
     os.environ.setdefault('SERVICE_MODE', 'development')
     if not shutil.which('wrk'):
         sys.exit('the benchmark needs wrk: apt-get install wrk')
-    from pg.provision import ensure_databases
-    from bench.run import DB_URL, main
-    ensure_databases(os.environ.get('PG_ADMIN_URL', ADMIN_DB), [DB_URL])
-    return main(args.extra)
+    db_url = os.environ.get('BENCH_DATABASE_URL', BENCH_DB)
+    broker_url = os.environ.get('BENCH_BROKER_URL', BENCH_BROKER)
+    with servers_for(args, data_dir('bench'), db_url, broker_url, [db_url]) as servers:
+        os.environ.update(BENCH_DATABASE_URL=servers.database_url(),
+                          BENCH_BROKER_URL=servers.redis_url())
+        from bench.run import main
+        return main(args.extra)
 
 
 def cmd_enqueue(args):
@@ -310,6 +312,7 @@ def parser():
     r.set_defaults(func=cmd_run)
     b = sub.add_parser('bench', help=cmd_bench.__doc__, add_help=False,
                        epilog='Options: --seconds N, --scenarios a,b, --no-naive')
+    b.add_argument('--servers', choices=SERVER_MODES, help=SERVERS_HELP)
     b.set_defaults(func=cmd_bench)
     d = sub.add_parser('db', help=cmd_db.__doc__)
     d.add_argument('action', choices=['sync', 'clean', 'upgrade'])
