@@ -224,17 +224,25 @@ def prepare_database(app, db):
 def cmd_db(args):
     """Create (sync), empty (clean) or migrate to the newest revision (upgrade)
     the tables of the service database."""
-    if not IN_CONTAINER:
-        load_env_file()
-        cmd_setup(args)
-    if args.action == 'upgrade':
+    if IN_CONTAINER:  # compose's database, as configured
+        return db_action(args.action)
+    load_env_file()
+    db_url = os.environ.setdefault('SQLALCHEMY_DEFAULT', SERVICE_DB)
+    # The embedded PostgreSQL of `run` (not while a run holds it) where there is no other.
+    with servers_for(args, data_dir(), db_url, None, [db_url]) as servers:
+        os.environ['SQLALCHEMY_DEFAULT'] = servers.database_url()
+        db_action(args.action)
+
+
+def db_action(action):
+    if action == 'upgrade':
         db_upgrade()
         print('db upgrade: done')
         return
     app, db = _service_db()
     with app.app_context():
-        getattr(db, f'{args.action}db')()
-    print(f'db {args.action}: done')
+        getattr(db, f'{action}db')()
+    print(f'db {action}: done')
 
 
 def cmd_run(args):
@@ -316,6 +324,7 @@ def parser():
     b.set_defaults(func=cmd_bench)
     d = sub.add_parser('db', help=cmd_db.__doc__)
     d.add_argument('action', choices=['sync', 'clean', 'upgrade'])
+    d.add_argument('--servers', choices=SERVER_MODES, help=SERVERS_HELP)
     d.set_defaults(func=cmd_db)
     e = sub.add_parser('enqueue', help=cmd_enqueue.__doc__, description=cmd_enqueue.__doc__,
                        epilog='Exit code: 0 all accepted, 1 some lines refused, 2 some not sent.')

@@ -46,9 +46,10 @@ class Servers:
 
     @classmethod
     def choose(cls, mode, folder, db_url, broker_url, durable=True):
-        """The servers SERVICE_SERVERS `mode` asks for (devservers.choice)."""
+        """The servers SERVICE_SERVERS `mode` asks for (devservers.choice);
+        `broker_url` None: a command without Redis."""
         return cls(folder, db_url, broker_url, postgres=embed(mode, db_url),
-                   redis=embed(mode, broker_url), durable=durable)
+                   redis=broker_url is not None and embed(mode, broker_url), durable=durable)
 
     @property
     def embedded(self):
@@ -150,8 +151,10 @@ class Servers:
         if self.redis:
             redis = (f'Redis: embedded ({os.path.basename(self.redis.binary)}), on 127.0.0.1:'
                      f'{self.redis.port}, data in {self.redis.dir} (append-only file)')
-        else:
+        elif self.broker_url:
             redis = f"Redis: the configured one (the machine's), {redact(self.broker_url)}"
+        else:
+            return [postgres]
         return [postgres, redis]
 
 
