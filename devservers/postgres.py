@@ -88,6 +88,9 @@ class EmbeddedPostgres:
             return False
         self.data.mkdir(mode=0o700, exist_ok=True)
         password = secrets.token_urlsafe(24)
+        fd = os.open(self.password_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, 'w') as f:
+            f.write(password)
         # initdb reads the password from a file its user can read, deleted at once.
         with tempfile.TemporaryDirectory(dir=self.folder) as scratch:
             pwfile = Path(scratch) / 'pw'
@@ -101,14 +104,14 @@ class EmbeddedPostgres:
         with open(self.data / 'postgresql.conf', 'a') as f:
             f.write("\n# devservers: TCP on 127.0.0.1 only (the port is given at each start)\n"
                     "listen_addresses = '127.0.0.1'\nunix_socket_directories = ''\n")
-        fd = os.open(self.password_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, 'w') as f:
-            f.write(password)
         return True
 
     def _running_pid(self):
         """The pid of a server running on this data directory (left by a run that was killed), or None."""
-        info = PostmasterInfo.read_from_pgdata(self.data) if self.data.exists() else None
+        try:
+            info = PostmasterInfo.read_from_pgdata(self.data) if self.data.exists() else None
+        except (AssertionError, ValueError):  # a postmaster.pid still being written
+            return None
         return info.pid if info is not None and info.is_running() else None
 
     def start(self, port):

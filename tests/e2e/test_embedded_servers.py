@@ -4,7 +4,8 @@ configured URLs point at closed ports), hands their URLs to the Procfile's
 processes, and on SIGINT stops those processes, then the servers, leaving
 nothing behind. The data (ledger, rows, queued messages) lasts to the next run.
 
-Three runs on one temporary data folder:
+Three runs on one temporary data folder, stopped with Ctrl-C (SIGINT to the
+process group, as a terminal sends it) or SIGTERM to manage.py alone:
 1. web + worker: jobs are applied; a second `run` on the folder refuses.
 2. web alone: the jobs and rows of run 1 are there; new jobs stay queued.
 3. the whole Procfile: run 2's queued jobs are applied (their messages were
@@ -44,7 +45,8 @@ class Run:
         with open(self.output_path, 'w') as out:
             self.process = subprocess.Popen(
                 [sys.executable, os.path.join(ROOT, 'manage.py'), 'run', *processes],
-                cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+                cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
+                start_new_session=True)  # a process group of its own, as in a terminal
         self.started.append(self)
 
     def output(self):
@@ -98,10 +100,14 @@ class Run:
         assert all(job['status'] == 'succeeded' for job in jobs.values()), jobs
         return jobs
 
-    def interrupt(self):
-        """SIGINT (Ctrl-C's signal, to manage.py alone); return once it has exited."""
+    def stop(self, ctrl_c=True):
+        """Ctrl-C (SIGINT to manage.py's process group, as a terminal sends it)
+        or SIGTERM to manage.py alone; return the pids it had once it has exited."""
         pids = self.pids()
-        self.process.send_signal(signal.SIGINT)
+        if ctrl_c:
+            os.killpg(self.process.pid, signal.SIGINT)
+        else:
+            self.process.send_signal(signal.SIGTERM)
         try:
             self.process.wait(90)
         except subprocess.TimeoutExpired:
@@ -184,7 +190,7 @@ def test_run_on_embedded_servers_keeps_its_data_and_leaves_nothing(tmp_path, dat
     assert second.returncode != 0 and 'in use by process' in second.stderr, second
     assert first.process.poll() is None
 
-    pids = first.interrupt()
+    pids = first.stop(ctrl_c=True)
     assert first.output().rstrip().endswith('embedded servers stopped'), first.output()
     assert not left_over(pids, data), first.output()
 
@@ -194,7 +200,7 @@ def test_run_on_embedded_servers_keeps_its_data_and_leaves_nothing(tmp_path, dat
     assert web_only.sql('SELECT count(*) FROM genre') == [(10,)]
     queued = [web_only.post('genre.create', g) for g in genres[10:20]]
     assert {job['status'] for job in web_only.jobs(queued).values()} == {'queued'}
-    pids = web_only.interrupt()
+    pids = web_only.stop(ctrl_c=False)
     assert not left_over(pids, data), web_only.output()
 
     everything = Run(tmp_path, run_env).wait_web()
@@ -203,7 +209,7 @@ def test_run_on_embedded_servers_keeps_its_data_and_leaves_nothing(tmp_path, dat
     assert len(more) == 20
     assert everything.sql('SELECT count(*) FROM genre') == [(40,)]
     assert everything.sql("SELECT count(*) FROM jobs WHERE status = 'succeeded'") == [(40,)]
-    pids = everything.interrupt()
+    pids = everything.stop(ctrl_c=True)
     assert not left_over(pids, data), everything.output()
 
 
