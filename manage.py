@@ -98,7 +98,7 @@ def servers_for(args, folder, db_url, broker_url, urls, durable=True):
     try:
         servers = Servers.choose(servers_mode(args), folder, db_url, broker_url, durable)
         servers.__enter__()
-    except (ValueError, AlreadyRunning) as error:
+    except (ValueError, AlreadyRunning, RuntimeError) as error:  # RuntimeError: a server failed
         sys.exit(f'manage.py {args.command}: {error}')
     try:
         print('\n'.join(servers.describe()), flush=True)

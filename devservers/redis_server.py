@@ -57,21 +57,25 @@ class EmbeddedRedis:
         """A server of this folder still running (its run was killed), as a psutil.Process."""
         import psutil
         try:
-            pid = int(self.pid_path.read_text())
-            process = psutil.Process(pid)
-            if any(str(self.dir) in part for part in process.cmdline()):
+            process = psutil.Process(int(self.pid_path.read_text()))
+            # Redis rewrites its command line; it runs in its data folder.
+            if process.cwd() == str(self.dir):
                 return process
         except (OSError, ValueError, psutil.Error):
             pass
         return None
 
     def start(self, port):
+        import psutil
         import redis
         self.dir.mkdir(parents=True, exist_ok=True)
         leftover = self._leftover()
         if leftover:
             leftover.terminate()
-            leftover.wait(30)
+            try:
+                leftover.wait(30)
+            except psutil.TimeoutExpired:
+                leftover.kill()
         command = [self.binary, '--bind', '127.0.0.1', '--port', str(int(port)),
                    '--dir', str(self.dir), '--pidfile', str(self.pid_path),
                    '--logfile', str(self.log_path), '--daemonize', 'no', '--save', '',

@@ -117,7 +117,8 @@ class Run:
 
 
 def left_over(pids, data):
-    """The processes of `pids` still alive, and any other naming the data folder."""
+    """The processes of `pids` still alive, and any other naming the data
+    folder or running in it (Redis rewrites its command line)."""
     alive = []
     for pid in pids:
         try:
@@ -125,8 +126,9 @@ def left_over(pids, data):
                 alive.append(pid)
         except psutil.NoSuchProcess:
             pass
-    for process in psutil.process_iter(['cmdline']):
-        if any(str(data) in part for part in process.info['cmdline'] or ()):
+    for process in psutil.process_iter(['cmdline', 'cwd']):
+        if any(str(data) in part for part in [*(process.info['cmdline'] or ()),
+                                              process.info['cwd'] or '']):
             alive.append(process.pid)
     return alive
 
