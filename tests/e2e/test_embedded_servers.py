@@ -1,8 +1,8 @@
 """`manage.py run` on a machine without servers: it starts an embedded
 PostgreSQL and Redis (forced here with SERVICE_SERVERS=embedded, while the
 configured URLs point at closed ports), hands their URLs to the Procfile's
-processes, and on SIGINT stops those processes, then the servers, leaving
-nothing behind. The data (ledger, rows, queued messages) lasts to the next run.
+processes, and on Ctrl-C or SIGTERM stops those processes, then the servers,
+leaving nothing behind. The data (ledger, rows, queued messages) lasts to the next run.
 
 Three runs on one temporary data folder, stopped with Ctrl-C (SIGINT to the
 process group, as a terminal sends it) or SIGTERM to manage.py alone:
