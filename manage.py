@@ -256,7 +256,8 @@ def cmd_run(args):
     exit_on_sigterm()  # embedded servers started so far are stopped on the way out
     os.chdir(ROOT)
     with servers_for(args, data_dir(), db_url, broker_url, [db_url]) as servers:
-        urls = {'SQLALCHEMY_DEFAULT': servers.database_url(), 'CELERY_BROKER_URL': servers.redis_url()}
+        urls = {'SQLALCHEMY_DEFAULT': servers.database_url(),
+                'CELERY_BROKER_URL': servers.redis_url()}
         os.environ.update(urls)
         prepare_database(*_service_db())
         env_files = ','.join(filter(None, [ENV_FILE, servers.write_env(urls)]))
@@ -298,13 +299,13 @@ def cmd_jobs(args):
     return jobs(args, ENV_FILE)
 
 
-SERVER_MODES = ('auto', 'embedded', 'external')
 SERVERS_HELP = ('PostgreSQL and Redis: auto (default, or SERVICE_SERVERS): the configured ones, '
                 'embedded ones where nothing answers at the local defaults; embedded; external')
 
 
 def parser():
     from cli.commands import add_enqueue_arguments, add_jobs_arguments
+    from devservers.choice import MODES as SERVER_MODES
     p = argparse.ArgumentParser(prog='manage.py', description=__doc__)
     sub = p.add_subparsers(dest='command', required=True)
     s = sub.add_parser('setup', help=cmd_setup.__doc__)

@@ -107,7 +107,8 @@ class EmbeddedPostgres:
         return True
 
     def _running_pid(self):
-        """The pid of a server running on this data directory (left by a run that was killed), or None."""
+        """The pid of a server running on this data directory (maybe left by a
+        run that was killed), or None."""
         try:
             info = PostmasterInfo.read_from_pgdata(self.data) if self.data.exists() else None
         except (AssertionError, ValueError):  # a postmaster.pid still being written
