@@ -226,21 +226,41 @@ def test_the_test_servers_answer():
     assert redis.Redis.from_url(BROKER_URL, socket_timeout=5).ping()
 
 
-def test_manage_test_starts_embedded_servers_when_told(tmp_path, data):
-    """`manage.py test` with nothing at the URLs it is given and embedded
-    servers forced: pytest gets the embedded servers' URLs (or the test above
-    could not connect), and they are stopped after."""
-    closed = {'TEST_DATABASE_URL': f'postgresql://ds:dsps@127.0.0.1:{free_port()}/ds_test',
-              'TEST_DATABASE2_URL': f'postgresql://ds:dsps@127.0.0.1:{free_port()}/ds2_test',
-              'TEST_BROKER_URL': f'redis://127.0.0.1:{free_port()}/12'}
-    env = {**os.environ, **closed, 'SERVICE_DATA_DIR': str(data)}
-    node = 'tests/e2e/test_embedded_servers.py::test_the_test_servers_answer'
-    result = subprocess.run([sys.executable, 'manage.py', 'test', '--servers', 'embedded',
-                             '--q', node, '-p', 'no:cacheprovider'], cwd=ROOT, env=env,
-                            capture_output=True, text=True, timeout=180)
+def bare_loopback():
+    """A command prefix that runs a command where nothing answers at 127.0.0.1
+    (a network namespace of its own, loopback up: root only), or None."""
+    prefix = ['unshare', '--net', 'sh', '-c', 'ip link set lo up && exec "$@"', 'sh']
+    try:
+        done = subprocess.run([*prefix, 'true'], capture_output=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return prefix if done.returncode == 0 else None
+
+
+def test_manage_test_uses_embedded_servers_where_nothing_answers(data):
+    """`manage.py test` (auto) where nothing answers at the default URLs: a
+    network namespace of its own when we may make one, else the URLs point at
+    closed ports and the embedded servers are asked for. pytest gets the
+    embedded servers' URLs (or the test above could not connect), and they are
+    stopped after. (The machine's when they answer: tests/unit/test_manage.py.)"""
+    env = {name: value for name, value in os.environ.items() if not name.startswith('TEST_')}
+    env['SERVICE_DATA_DIR'] = str(data)
+    command = [sys.executable, 'manage.py', 'test', '-p', 'no:cacheprovider',
+               '--q', 'tests/e2e/test_embedded_servers.py::test_the_test_servers_answer']
+    prefix = bare_loopback()
+    if prefix:
+        command = [*prefix, *command]
+    else:
+        env.update(TEST_DATABASE_URL=f'postgresql://ds:dsps@127.0.0.1:{free_port()}/ds_test',
+                   TEST_DATABASE2_URL=f'postgresql://ds:dsps@127.0.0.1:{free_port()}/ds2_test',
+                   TEST_BROKER_URL=f'redis://127.0.0.1:{free_port()}/12',
+                   SERVICE_SERVERS='embedded')
+    result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True,
+                            timeout=180)
     output = result.stdout + result.stderr
     assert result.returncode == 0 and '1 passed' in result.stdout, output
     assert 'PostgreSQL 18: embedded, on 127.0.0.1' in output, output
     assert f'data in {data / "test" / "postgres"}' in output
     assert 'Redis: embedded' in output
+    assert output.rstrip().endswith('embedded servers stopped'), output
     assert not left_over([], data), output
