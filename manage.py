@@ -5,6 +5,7 @@ Runs with the system python3: it makes the virtual environment (.venv) from
 the pinned requirements when missing or stale, then runs itself inside it.
 """
 import argparse
+import contextlib
 import hashlib
 import os
 import subprocess
@@ -14,13 +15,17 @@ import venv
 ROOT = os.path.dirname(os.path.abspath(__file__))
 VENV = os.path.join(ROOT, '.venv')
 VENV_PYTHON = os.path.join(VENV, 'bin', 'python')
-REQUIREMENTS = ['requirements.txt', 'requirements-dev.txt']
+REQUIREMENTS = ['requirements.txt', 'requirements-dev.txt', 'requirements-local.txt']
 STAMP = os.path.join(VENV, '.requirements.sha256')
 
 SERVICE_DB = 'postgresql://ds:dsps@127.0.0.1:5432/ds'
 TEST_DBS = ('postgresql://ds:dsps@127.0.0.1:5432/ds_test',
             'postgresql://ds:dsps@127.0.0.1:5432/ds2_test')
 ADMIN_DB = 'postgresql://postgres@127.0.0.1:5432/postgres'
+BROKER = 'redis://127.0.0.1:6379/0'
+TEST_BROKER = 'redis://127.0.0.1:6379/12'
+BENCH_DB = 'postgresql://ds:dsps@127.0.0.1:5432/ds_bench'
+BENCH_BROKER = 'redis://127.0.0.1:6379/14'
 # Set by the Dockerfile: the image's python3 has the requirements, and the
 # environment and databases are compose's (no .venv, .env or provisioning).
 IN_CONTAINER = os.environ.get('MANAGE_IN_CONTAINER') == '1'
@@ -55,23 +60,86 @@ def in_venv():
     return os.path.realpath(sys.prefix) == os.path.realpath(VENV)
 
 
-def cmd_setup(args):
+def cmd_setup(args, admin_url=None, urls=None):
     """Install the requirements and create the roles and databases."""
     from pg.provision import ensure_databases
-    urls = [os.environ.get('SQLALCHEMY_DEFAULT', SERVICE_DB), *TEST_DBS]
-    created = ensure_databases(os.environ.get('PG_ADMIN_URL', ADMIN_DB), urls)
+    if urls is None:
+        urls = [os.environ.get('SQLALCHEMY_DEFAULT', SERVICE_DB), *TEST_DBS]
+    if admin_url is None:
+        from devservers.choice import answers
+        admin_url = os.environ.get('PG_ADMIN_URL', ADMIN_DB)
+        if servers_mode(args) != 'external' and not answers(admin_url):
+            from service.logs import redact
+            print(f'no PostgreSQL answers at {redact(admin_url)}: `run` and `test` start '
+                  'an embedded one (SERVICE_SERVERS)')
+            return
+    created = ensure_databases(admin_url, urls)
     print('databases ready' + (f' (created {", ".join(created)})' if created else ''))
 
 
+def servers_mode(args):
+    """auto, embedded or external: --servers, else SERVICE_SERVERS (default auto)."""
+    return getattr(args, 'servers', None) or os.environ.get('SERVICE_SERVERS') or 'auto'
+
+
+def data_dir(*parts):
+    """The folder of the embedded servers' data: SERVICE_DATA_DIR (read after
+    .env), default .data; `manage.py test` uses its test/ folder."""
+    return os.path.abspath(os.path.join(os.environ.get('SERVICE_DATA_DIR') or
+                                        os.path.join(ROOT, '.data'), *parts))
+
+
+@contextlib.contextmanager
+def servers_for(args, folder, db_url, broker_url, urls, durable=True, service_db=False):
+    """The PostgreSQL and Redis of a command (devservers): embedded ones
+    started for the block where SERVICE_SERVERS asks for them; says which,
+    and makes the roles and databases of `urls` (their names) on the PostgreSQL
+    (with `service_db` on the machine's: only the service database, only when
+    it does not connect already, see provision_service_db)."""
+    from devservers.servers import AlreadyRunning, Servers
+    try:
+        servers = Servers.choose(servers_mode(args), folder, db_url, broker_url, durable)
+        servers.__enter__()
+    except (ValueError, AlreadyRunning, RuntimeError) as error:  # RuntimeError: a server failed
+        sys.exit(f'manage.py {args.command}: {error}')
+    try:
+        print('\n'.join(servers.describe()), flush=True)
+        if service_db and not servers.embedded:
+            provision_service_db()
+        else:
+            cmd_setup(args, servers.admin_url, [servers.database_url(url) for url in urls])
+        yield servers
+    finally:
+        if servers.embedded:
+            print('stopping the embedded servers', flush=True)
+        servers.stop()
+        if servers.embedded:
+            print('embedded servers stopped', flush=True)
+
+
 def cmd_test(args):
-    """Run the test suite (or the tests under --q) with pytest."""
-    cmd_setup(args)
-    pytest_args = ['-q', args.q or 'tests', *args.extra]
+    """Run the test suite (or the tests under --q) with pytest, on the machine's
+    PostgreSQL and Redis when they answer, else on embedded ones."""
+    db_urls = [os.environ.get('TEST_DATABASE_URL', TEST_DBS[0]),
+               os.environ.get('TEST_DATABASE2_URL', TEST_DBS[1])]
+    broker_url = os.environ.get('TEST_BROKER_URL', TEST_BROKER)
     os.chdir(ROOT)
-    return subprocess.call([sys.executable, '-m', 'pytest', *pytest_args])
+    with servers_for(args, data_dir('test'), db_urls[0], broker_url, db_urls,
+                     durable=False) as servers:
+        env = dict(os.environ)
+        if servers.embedded:
+            env.update(TEST_DATABASE_URL=servers.database_url(db_urls[0]),
+                       TEST_DATABASE2_URL=servers.database_url(db_urls[1]),
+                       TEST_BROKER_URL=servers.redis_url(broker_url))
+            if servers.admin_url:
+                env['PG_ADMIN_URL'] = servers.admin_url
+        return subprocess.call(
+            [sys.executable, '-m', 'pytest', '-q', args.q or 'tests', *args.extra], env=env)
 
 
-ENV_FILE = os.path.join(ROOT, '.env')
+# The settings of `manage.py run` (honcho loads it into every process);
+# MANAGE_ENV_FILE names another file (the tests of `run`).
+ENV_FILE = os.path.abspath(os.environ.get('MANAGE_ENV_FILE') or os.path.join(ROOT, '.env'))
 
 
 # The secrets .env.example leaves as change-me; .env gets fresh random ones.
@@ -118,10 +186,12 @@ def load_env_file():
 
 
 def _default_service_db():
-    """The local service database, unless SQLALCHEMY_DEFAULT or a platform's
-    DATABASE_URL names one."""
+    """The service database's URL: SQLALCHEMY_DEFAULT, else a platform's
+    DATABASE_URL, else the local one (then set as SQLALCHEMY_DEFAULT)."""
     if not os.environ.get('DATABASE_URL'):
         os.environ.setdefault('SQLALCHEMY_DEFAULT', SERVICE_DB)
+    from service import settings
+    return settings.load()['SQLALCHEMY_DEFAULT']
 
 
 def _masked(url):
@@ -200,32 +270,50 @@ def prepare_database(app, db):
 def cmd_db(args):
     """Create (sync), empty (clean) or migrate to the newest revision (upgrade)
     the tables of the service database."""
-    if not IN_CONTAINER:
-        load_env_file()
-        provision_service_db()
-    if args.action == 'upgrade':
+    if IN_CONTAINER:  # compose's database, as configured
+        return db_action(args.action)
+    load_env_file()
+    db_url = _default_service_db()
+    # The embedded PostgreSQL of `run` (not while a run holds it) where there is no other.
+    with servers_for(args, data_dir(), db_url, None, [db_url], service_db=True) as servers:
+        os.environ['SQLALCHEMY_DEFAULT'] = servers.database_url()
+        db_action(args.action)
+
+
+def db_action(action):
+    if action == 'upgrade':
         db_upgrade()
         print('db upgrade: done')
         return
     app, db = _service_db()
     with app.app_context():
-        getattr(db, f'{args.action}db')()
-    print(f'db {args.action}: done')
+        getattr(db, f'{action}db')()
+    print(f'db {action}: done')
 
 
 def cmd_run(args):
-    """Start the whole service (web, worker, beat, flower) with honcho."""
+    """Start the whole service (web, worker, beat, flower) with honcho, on the
+    configured PostgreSQL and Redis, or on embedded ones when nothing answers
+    at the local defaults (SERVICE_SERVERS, --servers)."""
+    from devservers.servers import exit_on_sigterm, run_until_stopped
     load_env_file()
-    provision_service_db()
-    app, db = _service_db()
-    prepare_database(app, db)
+    db_url = _default_service_db()
+    from service import settings
+    broker_url = settings.load()['CELERY_BROKER_URL']  # CELERY_BROKER_URL, REDIS_URL or the default
+    exit_on_sigterm()  # embedded servers started so far are stopped on the way out
     os.chdir(ROOT)
-    bin_dir = os.path.dirname(sys.executable)
-    os.environ['PATH'] = bin_dir + os.pathsep + os.environ.get('PATH', '')
-    honcho = os.path.join(bin_dir, 'honcho')
-    # The environment holds .env already, under what was set (load_env_file):
-    # honcho reading .env again would put its values over the ones set.
-    os.execv(honcho, [honcho, 'start', '-f', 'Procfile', '-e', os.devnull, *args.processes])
+    with servers_for(args, data_dir(), db_url, broker_url, [db_url], service_db=True) as servers:
+        os.environ.update({'SQLALCHEMY_DEFAULT': servers.database_url(),
+                           'CELERY_BROKER_URL': servers.redis_url()})
+        prepare_database(*_service_db())
+        bin_dir = os.path.dirname(sys.executable)
+        os.environ['PATH'] = bin_dir + os.pathsep + os.environ.get('PATH', '')
+        # The environment holds .env already, under what was set (load_env_file),
+        # and the servers' URLs: honcho reading .env again would put its values
+        # over them. honcho is our child: the servers stop once it has stopped
+        # every process.
+        return run_until_stopped([os.path.join(bin_dir, 'honcho'), 'start', '-f', 'Procfile',
+                                  '-e', os.devnull, *args.processes])
 
 
 def cmd_bench(args):
@@ -238,10 +326,13 @@ def cmd_bench(args):
     os.environ.setdefault('SERVICE_MODE', 'development')
     if not shutil.which('wrk'):
         sys.exit('the benchmark needs wrk: apt-get install wrk')
-    from pg.provision import ensure_databases
-    from bench.run import DB_URL, main
-    ensure_databases(os.environ.get('PG_ADMIN_URL', ADMIN_DB), [DB_URL])
-    return main(args.extra)
+    db_url = os.environ.get('BENCH_DATABASE_URL', BENCH_DB)
+    broker_url = os.environ.get('BENCH_BROKER_URL', BENCH_BROKER)
+    with servers_for(args, data_dir('bench'), db_url, broker_url, [db_url]) as servers:
+        os.environ.update(BENCH_DATABASE_URL=servers.database_url(),
+                          BENCH_BROKER_URL=servers.redis_url())
+        from bench.run import main
+        return main(args.extra)
 
 
 def cmd_enqueue(args):
@@ -256,8 +347,13 @@ def cmd_jobs(args):
     return jobs(args, ENV_FILE)
 
 
+SERVERS_HELP = ('PostgreSQL and Redis: auto (default, or SERVICE_SERVERS): the configured ones, '
+                'embedded ones where nothing answers at the local defaults; embedded; external')
+
+
 def parser():
     from cli.commands import add_enqueue_arguments, add_jobs_arguments
+    from devservers.choice import MODES as SERVER_MODES
     p = argparse.ArgumentParser(prog='manage.py', description=__doc__)
     sub = p.add_subparsers(dest='command', required=True)
     s = sub.add_parser('setup', help=cmd_setup.__doc__)
@@ -265,15 +361,19 @@ def parser():
     t = sub.add_parser('test', help=cmd_test.__doc__,
                        epilog='Other arguments are passed on to pytest.')
     t.add_argument('--q', metavar='PATH', help='a test file, folder or node id (default: tests)')
+    t.add_argument('--servers', choices=SERVER_MODES, help=SERVERS_HELP)
     t.set_defaults(func=cmd_test)
     r = sub.add_parser('run', help=cmd_run.__doc__)
     r.add_argument('processes', nargs='*', help='only these Procfile processes (default: all)')
+    r.add_argument('--servers', choices=SERVER_MODES, help=SERVERS_HELP)
     r.set_defaults(func=cmd_run)
     b = sub.add_parser('bench', help=cmd_bench.__doc__, add_help=False,
                        epilog='Options: --seconds N, --scenarios a,b, --no-naive')
+    b.add_argument('--servers', choices=SERVER_MODES, help=SERVERS_HELP)
     b.set_defaults(func=cmd_bench)
     d = sub.add_parser('db', help=cmd_db.__doc__)
     d.add_argument('action', choices=['sync', 'clean', 'upgrade'])
+    d.add_argument('--servers', choices=SERVER_MODES, help=SERVERS_HELP)
     d.set_defaults(func=cmd_db)
     e = sub.add_parser('enqueue', help=cmd_enqueue.__doc__, description=cmd_enqueue.__doc__,
                        epilog='Exit code: 0 all accepted, 1 some lines refused, 2 some not sent.')

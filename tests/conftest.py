@@ -11,6 +11,14 @@ import pytest
 DATABASE_URL = os.environ.get('TEST_DATABASE_URL', 'postgresql://ds:dsps@127.0.0.1:5432/ds_test')
 DATABASE2_URL = os.environ.get('TEST_DATABASE2_URL', 'postgresql://ds:dsps@127.0.0.1:5432/ds2_test')
 
+
+def redis_url(db):
+    """The tests' Redis (TEST_BROKER_URL's server: the machine's, or the one
+    `manage.py test` embedded) with database `db`, for a module's own database."""
+    from urllib.parse import urlsplit
+    broker = urlsplit(os.environ.get('TEST_BROKER_URL', 'redis://127.0.0.1:6379/12'))
+    return broker._replace(path=f'/{db}').geturl()
+
 # The tests run the service in development mode (open API, fixed secrets);
 # tests/unit/test_security.py and tests/e2e/test_security.py set production themselves.
 os.environ['SERVICE_MODE'] = 'development'

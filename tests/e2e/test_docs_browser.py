@@ -11,10 +11,10 @@ import pytest
 import requests
 from werkzeug.serving import make_server
 
-from tests.conftest import DATABASE_URL
+from tests.conftest import DATABASE_URL, redis_url
 
 CHROMIUM = '/usr/bin/chromium'
-BROKER_URL = 'redis://127.0.0.1:6379/4'
+BROKER_URL = redis_url(4)
 API_TOKEN = 'docs-e2e-token-0123456789'
 
 pytestmark = pytest.mark.skipif(

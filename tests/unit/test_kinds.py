@@ -5,6 +5,7 @@ import pytest
 
 import tasks
 from tasks.kinds import REGISTRY, KindDefinitionError, kind
+from tests.conftest import DATABASE_URL
 from worker.execution import backoff
 
 NEW_KIND = '''
@@ -31,7 +32,7 @@ def extra_kind_module(tmp_path, monkeypatch):
 
 
 def test_a_module_in_tasks_adds_a_kind_to_the_api_and_the_worker(extra_kind_module, monkeypatch):
-    monkeypatch.setenv('SQLALCHEMY_DEFAULT', 'postgresql://ds:dsps@127.0.0.1:5432/ds_test')
+    monkeypatch.setenv('SQLALCHEMY_DEFAULT', DATABASE_URL)
     from service import create_app as create_service_app
     from web import create_app
     from worker import init_tasks

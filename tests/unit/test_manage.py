@@ -19,3 +19,9 @@ def test_manage_test_runs_one_test():
                             cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
     assert '1 passed' in result.stdout
+    # The machine's servers when they answer (auto): CI tests against them.
+    from devservers.choice import answers
+    if answers(os.environ.get('TEST_DATABASE_URL', manage.TEST_DBS[0])):
+        assert "PostgreSQL: the configured one (the machine's)" in result.stdout
+    if answers(os.environ.get('TEST_BROKER_URL', manage.TEST_BROKER)):
+        assert "Redis: the configured one (the machine's)" in result.stdout

@@ -7,9 +7,9 @@ import pytest
 
 import manage
 from service import settings
-from tests.conftest import DATABASE_URL
-from service.security import InsecureConfigError, check, problems
 from service.errors import ConfigError
+from service.security import InsecureConfigError, check, problems
+from tests.conftest import DATABASE_URL, redis_url
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -49,7 +49,7 @@ def config(**overrides):
 def service_app(**overrides):
     from web import create_app
     return create_app(config={'SQLALCHEMY_DEFAULT': DATABASE_URL,
-                              'CELERY_BROKER_URL': 'redis://127.0.0.1:6379/15',
+                              'CELERY_BROKER_URL': redis_url(15),
                               **GOOD, **overrides})
 
 
