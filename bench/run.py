@@ -11,6 +11,7 @@ Progress goes to stderr.
 import json
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -56,11 +57,13 @@ class Broker:
         self.process = None
         url = os.environ.get('BENCH_BROKER_URL')
         if url is None:
+            if shutil.which('redis-server') is None:
+                raise RuntimeError('the benchmark needs redis-server (or BENCH_BROKER_URL)')
             port = free_port()
-            self.process = subprocess.Popen(
-                ['redis-server', '--port', str(port), '--bind', '127.0.0.1', '--save', '',
-                 '--appendonly', 'no', '--dir', log_dir],
-                stdout=open(os.path.join(log_dir, 'redis.log'), 'ab'), stderr=subprocess.STDOUT)
+            with open(os.path.join(log_dir, 'redis.log'), 'ab') as log:
+                self.process = subprocess.Popen(
+                    ['redis-server', '--port', str(port), '--bind', '127.0.0.1', '--save', '',
+                     '--appendonly', 'no', '--dir', log_dir], stdout=log, stderr=subprocess.STDOUT)
             url = f'redis://127.0.0.1:{port}/14'
         self.url = url
         client = redis.Redis.from_url(url)
@@ -346,7 +349,7 @@ def main(argv):
         kinds += ['locked'] if 'hot_row' in wanted else []
         for anchor in anchors(DB_URL, broker.naive_url, broker.pid, progress,
                               with_naive=not args.no_naive,
-                              with_procrastinate=not args.no_procrastinate and kinds):
+                              with_procrastinate=not args.no_procrastinate and bool(kinds)):
             for kind in kinds:
                 result = anchor.run(kind, args.seconds, DB_URL, progress)
                 peers.setdefault(anchor.name, {})[kind] = result
