@@ -134,7 +134,8 @@ def cmd_test(args):
             if servers.admin_url:
                 env['PG_ADMIN_URL'] = servers.admin_url
         return subprocess.call(
-            [sys.executable, '-m', 'pytest', '-q', args.q or 'tests', *args.extra], env=env)
+            [sys.executable, '-m', 'pytest', '-q', *([args.q] if args.q else []), *args.extra],
+            env=env)  # without --q: pytest.ini's testpaths (tests, and the bench's own)
 
 
 # The settings of `manage.py run` (honcho loads it into every process);
@@ -317,7 +318,7 @@ def cmd_run(args):
 
 
 def cmd_bench(args):
-    """Benchmark the service against the naive stack (needs wrk)."""
+    """Benchmark the service against the naive and procrastinate stacks (needs wrk)."""
     import shutil
     if {'-h', '--help'} & set(args.extra):
         from bench.run import main
@@ -329,8 +330,10 @@ def cmd_bench(args):
     db_url = os.environ.get('BENCH_DATABASE_URL', BENCH_DB)
     broker_url = os.environ.get('BENCH_BROKER_URL', BENCH_BROKER)
     with servers_for(args, data_dir('bench'), db_url, broker_url, [db_url]) as servers:
-        os.environ.update(BENCH_DATABASE_URL=servers.database_url(),
-                          BENCH_BROKER_URL=servers.redis_url())
+        os.environ['BENCH_DATABASE_URL'] = servers.database_url()
+        # Else the bench starts a Redis of its own, whose CPU is the service's alone.
+        if servers.embedded or 'BENCH_BROKER_URL' in os.environ:
+            os.environ['BENCH_BROKER_URL'] = servers.redis_url()
         from bench.run import main
         return main(args.extra)
 

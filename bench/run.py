@@ -1,13 +1,18 @@
-"""`python3 manage.py bench`: the service against the naive stack, in one run.
+"""`python3 manage.py bench`: the service against two peers and the database's
+own floor, in one run.
 
-Each scenario starts from empty tables, drives the service over HTTP with
-wrk, waits until every accepted job is applied, and prints one JSON line.
-The naive stack (../shared/anchors/naive_stack/run.sh) runs in the same
-invocation, alone on the machine, for the ratios. Progress goes to stderr.
+The peers (the naive Flask + Celery stack and the procrastinate stack, each by
+its own run.sh, bench/anchors.py) run first, alone on the machine. Then each
+scenario of the service starts from empty tables, drives it over HTTP with
+wrk, waits until every accepted job is applied, and prints one JSON line with
+its throughput and the CPU its processes spent per 1,000 jobs (bench/cpu.py).
+Progress goes to stderr.
 """
 import json
 import os
 import re
+import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -18,34 +23,70 @@ from sqlalchemy import create_engine, text
 
 import ledger
 
-from cli.processes import ROOT, Process, rss_bytes
+from bench.anchors import anchors
+from bench.cpu import CpuMeter, per_thousand, tree
+from bench.floor import floor
+from bench.poller import Poller
+from cli.processes import Process, rss_bytes
 
 DB_URL = os.environ.get('BENCH_DATABASE_URL', 'postgresql://ds:dsps@127.0.0.1:5432/ds_bench')
-BROKER_URL = os.environ.get('BENCH_BROKER_URL', 'redis://127.0.0.1:6379/14')
-NAIVE_DIR = os.environ.get('NAIVE_STACK_DIR',
-                           os.path.join(ROOT, '..', 'shared', 'anchors', 'naive_stack'))
 PORT = int(os.environ.get('BENCH_PORT', '8741'))
-SCENARIOS = ('single', 'batch', 'hot_row', 'latency', 'memory')
+SCENARIOS = ('single', 'batch', 'hot_row', 'latency', 'memory', 'floor')
 BATCH = 500
+# The probes of the client-side latency: a few jobs a second, polled every 2 ms.
+PROBES_PER_S = 20
+POLL_MS = 2.0
 
 
 def progress(message):
     print(f'[bench {time.strftime("%H:%M:%S")}] {message}', file=sys.stderr, flush=True)
 
 
-def naive(scenario, seconds):
-    """Run the naive stack's own script; return its end-to-end jobs/s."""
-    env = dict(os.environ, PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ['PATH'],
-               NAIVE_DB_URL=DB_URL.replace('postgresql://', 'postgresql+psycopg2://'))
-    progress(f'naive stack, {scenario}, {seconds} s')
-    out = subprocess.run(['bash', os.path.join(NAIVE_DIR, 'run.sh'), scenario, str(seconds)],
-                         env=env, capture_output=True, text=True, check=True).stdout
-    progress(out.strip())
-    return float(re.search(r'end_to_end_per_s=(\d+)', out).group(1))
+def free_port():
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
+class Broker:
+    """The bench's Redis: BENCH_BROKER_URL if given, else a redis-server of its
+    own on a free port (its CPU is then the bench's alone: a shared server's
+    would count other clients' too). Its server's pid comes from INFO."""
+
+    def __init__(self, log_dir):
+        self.process = None
+        url = os.environ.get('BENCH_BROKER_URL')
+        if url is None:
+            if shutil.which('redis-server') is None:
+                raise RuntimeError('the benchmark needs redis-server (or BENCH_BROKER_URL)')
+            port = free_port()
+            with open(os.path.join(log_dir, 'redis.log'), 'ab') as log:
+                self.process = subprocess.Popen(
+                    ['redis-server', '--port', str(port), '--bind', '127.0.0.1', '--save', '',
+                     '--appendonly', 'no', '--dir', log_dir], stdout=log, stderr=subprocess.STDOUT)
+            url = f'redis://127.0.0.1:{port}/14'
+        self.url = url
+        client = redis.Redis.from_url(url)
+        for _ in range(100):
+            try:
+                self.pid = client.info('server')['process_id']
+                break
+            except redis.ConnectionError:
+                time.sleep(0.05)
+        else:
+            raise RuntimeError(f'no Redis at {url}')
+        # The naive stack's broker: the same server, another database.
+        self.naive_url = os.environ.get('NAIVE_BROKER_URL', re.sub(r'/\d*$', '/15', url))
+
+    def stop(self):
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait()
 
 
 def wrk(url, body, seconds, connections=16, delay_ms=None):
-    """POST `body` to `url` for `seconds`; return the number of 2xx answers."""
+    """POST `body` to `url` for `seconds`; return (2xx answers, {percentile: ms})
+    with wrk's own latency distribution (50, 75, 90, 99)."""
     lua = ['wrk.method = "POST"', f'wrk.body = {json.dumps(body)}',
            'wrk.headers["Content-Type"] = "application/json"']
     if delay_ms:
@@ -53,25 +94,37 @@ def wrk(url, body, seconds, connections=16, delay_ms=None):
     with tempfile.NamedTemporaryFile('w', suffix='.lua') as script:
         script.write('\n'.join(lua) + '\n')
         script.flush()
-        out = subprocess.run(['wrk', '-t1', f'-c{connections}', f'-d{seconds}s', '-s', script.name,
-                              url], capture_output=True, text=True, check=True).stdout
+        out = subprocess.run(['wrk', '-t1', f'-c{connections}', f'-d{seconds}s', '--latency',
+                              '-s', script.name, url],
+                             capture_output=True, text=True, check=True).stdout
     total = int(re.search(r'(\d+) requests in', out).group(1))
     failed = re.search(r'Non-2xx or 3xx responses: (\d+)', out)
-    return total - (int(failed.group(1)) if failed else 0)
+    return total - (int(failed.group(1)) if failed else 0), wrk_latency(out)
+
+
+def wrk_latency(out):
+    """{50: ms, 75: ms, 90: ms, 99: ms} from wrk's "Latency Distribution"."""
+    scale = {'us': 0.001, 'ms': 1.0, 's': 1000.0, 'm': 60000.0}
+    found = {}
+    for percent, value, unit in re.findall(r'^\s+(\d+)%\s+([\d.]+)(us|ms|s|m)\s*$', out, re.M):
+        found[int(percent)] = round(float(value) * scale[unit], 2)
+    return found
 
 
 class Bench:
-    def __init__(self, seconds, log_dir):
+    def __init__(self, seconds, log_dir, broker):
         self.seconds = seconds
         self.log_dir = log_dir
+        self.broker = broker
         self.url = f'http://127.0.0.1:{PORT}'
         self.engine = create_engine(DB_URL)
         self.env = dict(os.environ, **{
             'PATH': os.path.dirname(sys.executable) + os.pathsep + os.environ['PATH'],
             'FLASK_CONFIG_PREFIXES': 'FLASK,SQLALCHEMY,CELERY',
-            'SQLALCHEMY_DEFAULT': DB_URL, 'CELERY_BROKER_URL': BROKER_URL, 'PORT': str(PORT),
+            'SQLALCHEMY_DEFAULT': DB_URL, 'CELERY_BROKER_URL': broker.url, 'PORT': str(PORT),
             'FLASK_API_TOKENS': '',
             'WORKER_CONCURRENCY': os.environ.get('WORKER_CONCURRENCY', '2'),
+            'BEAT_SCHEDULE_FILE': os.path.join(log_dir, 'celerybeat-schedule'),
         })
         self.processes = {}
 
@@ -88,12 +141,13 @@ class Bench:
     def start(self):
         from service import create_app
         self.app = create_app(config={'SQLALCHEMY_DEFAULT': DB_URL,
-                                      'CELERY_BROKER_URL': BROKER_URL})
+                                      'CELERY_BROKER_URL': self.broker.url})
         with self.app.app_context():
             self.app.extensions['pg'].dropdb()
             self.app.extensions['pg'].syncdb()
-        redis.Redis.from_url(BROKER_URL).flushdb()
-        for name in ('web', 'worker'):
+        redis.Redis.from_url(self.broker.url).flushdb()
+        # The service as deployed: web, worker and beat (the sweep's schedule).
+        for name in ('web', 'worker', 'beat'):
             self.processes[name] = Process(name, self.env, self.log_dir)
         self._wait_up()
 
@@ -119,6 +173,16 @@ class Bench:
         with self.app.app_context():
             self.app.extensions['pg'].cleandb()
 
+    def meter(self):
+        """A CpuMeter of the service: its processes' trees, their backends, Redis."""
+        def groups(table):
+            found = {}
+            for name, process in self.processes.items():
+                found.update((pid, name) for pid in tree(process.pid, table))
+            found[self.broker.pid] = 'redis'
+            return found
+        return CpuMeter(groups, DB_URL)
+
     def wait_applied(self, accepted, timeout=300):
         """Wait until `accepted` jobs are finished; return the time it happened."""
         deadline = time.monotonic() + timeout
@@ -133,23 +197,40 @@ class Bench:
             if done != last:
                 progress(f'  applied {done}/{accepted}')
                 last = done
-            time.sleep(0.25)
+            time.sleep(0.1)
         raise RuntimeError(f'only {last} of {accepted} jobs applied in {timeout} s')
 
-    def figures(self, scenario, accepted, started, finished):
+    def figures(self, scenario, accepted, started, finished, spent):
         applied, p50, p99 = self.ledger(ledger.succeeded_durations)
+        cpu, by_process = per_thousand(spent, applied)
         return {'scenario': scenario, 'accepted': accepted, 'applied': applied,
                 'jobs_per_s': round(applied / (finished - started)),
                 'p50_ms': round(p50.total_seconds() * 1000, 1) if p50 else None,
-                'p99_ms': round(p99.total_seconds() * 1000, 1) if p99 else None}
+                'p99_ms': round(p99.total_seconds() * 1000, 1) if p99 else None,
+                'cpu_s_per_1k_jobs': cpu, 'cpu_s_per_1k_by_process': by_process}
 
-    def drive(self, scenario, path, body, **wrk_options):
-        self.reset()
+    def drive(self, scenario, path, body, poller=None, **wrk_options):
+        """wrk on `path` (and the poller's probes, if any) with the CPU meter
+        running, until every job accepted meanwhile is applied."""
         progress(f'{scenario}: wrk {self.seconds} s on {path}')
-        started = time.monotonic()
-        wrk(self.url + path, body, self.seconds, **wrk_options)
-        accepted = self.recorded()
-        return self.figures(scenario, accepted, started, self.wait_applied(accepted))
+        meter = self.meter()
+        try:
+            meter.start()
+            started = time.monotonic()
+            if poller:
+                poller.start()
+            _, latency = wrk(self.url + path, body, self.seconds, **wrk_options)
+            probes = poller.stop() if poller else {}
+            accepted = self.recorded()
+            finished = self.wait_applied(accepted)
+            spent = meter.stop()
+        finally:
+            meter.close()
+        result = self.figures(scenario, accepted, started, finished, spent)
+        result['post_202_p50_ms'] = latency.get(50)
+        result['post_202_p99_ms'] = latency.get(99)
+        result.update(probes)
+        return result
 
     def recorded(self):
         """Jobs the service accepted: the ledger's rows once wrk is done (wrk
@@ -158,37 +239,40 @@ class Bench:
         return self.ledger(ledger.total_count)
 
     def single(self):
+        self.reset()
         return self.drive('single', '/jobs/genre.create', '{"name":"rock","description":"yeah"}')
 
     def batch(self):
+        self.reset()
         items = ','.join('{"name":"rock","description":"yeah"}' for _ in range(BATCH))
         return self.drive('batch', '/jobs/genre.create/batch', f'[{items}]', connections=4)
 
     def hot_row(self):
         self.reset()
         self.sql("INSERT INTO users (username, email, is_active, credit_score) VALUES ('hot', 'h@x.io', false, 0)")
-        progress(f'hot_row: wrk {self.seconds} s on /jobs/user.credit')
-        started = time.monotonic()
-        wrk(self.url + '/jobs/user.credit', '{"user_id":1,"amount":1}', self.seconds)
-        accepted = self.recorded()
-        result = self.figures('hot_row', accepted, started, self.wait_applied(accepted))
+        result = self.drive('hot_row', '/jobs/user.credit', '{"user_id":1,"amount":1}')
         credit = self.sql('SELECT credit_score FROM users WHERE id = 1')[0][0]
-        result['exact_sum'] = credit == accepted
+        result['exact_sum'] = credit == result['accepted']
         return result
 
     def latency(self, rate):
-        """Offer `rate` jobs/s: wrk waits `delay` after each answer, so the
-        delay is calibrated on short runs against the answers' own time."""
+        """Offer `rate` jobs/s: wrk waits `delay` after each answer (calibrated
+        on short runs against the answers' own time) and offers all but the
+        poller's probes, which measure POST to seen succeeded."""
         connections, body, path = 16, '{"name":"rock","description":"yeah"}', '/jobs/genre.create'
-        delay_ms = 1000 * connections / rate
+        offered = max(rate - PROBES_PER_S, 1)
+        delay_ms = 1000 * connections / offered
         for _ in range(3):
             achieved = wrk(self.url + path, body, 2, connections=connections,
-                           delay_ms=round(delay_ms)) / 2
+                           delay_ms=round(delay_ms))[0] / 2
             answer_ms = max(0.0, 1000 * connections / max(achieved, 1) - delay_ms)
-            delay_ms = max(1.0, 1000 * connections / rate - answer_ms)
-        progress(f'latency: {rate:.0f}/s offered with a {delay_ms:.1f} ms pause per connection')
+            delay_ms = max(1.0, 1000 * connections / offered - answer_ms)
+        progress(f'latency: {rate:.0f}/s offered with a {delay_ms:.1f} ms pause per connection,'
+                 f' {PROBES_PER_S} probes/s polled every {POLL_MS} ms')
+        self.reset()
         result = self.drive('latency', path, body, connections=connections,
-                            delay_ms=round(delay_ms))
+                            delay_ms=round(delay_ms),
+                            poller=Poller(self.url, PROBES_PER_S, POLL_MS))
         result['offered_per_s'] = round(rate)
         return result
 
@@ -211,6 +295,38 @@ class Bench:
                 'rss_last_mb': round(marks[total] / 2**20, 1),
                 'growth': round(marks[total] / marks[first] - 1, 3)}
 
+    def floor(self):
+        self.reset()
+        progress(f'floor: {self.seconds} s of batches straight to PostgreSQL')
+        return floor(self.engine, self.seconds)
+
+
+def compare(result, peers, floor_result):
+    """Add the ratios of `result` to the peers' figures of the same kind of
+    load and to the floor's CPU per job."""
+    kind = {'single': 'single', 'batch': 'single', 'hot_row': 'locked'}.get(result['scenario'])
+    for name, figures in peers.items():
+        peer = figures.get(kind)
+        if peer is None:
+            continue
+        result[f'{name}_jobs_per_s'] = peer['jobs_per_s']
+        result[f'{name}_ratio'] = round(result['jobs_per_s'] / peer['jobs_per_s'], 2)
+        if result.get('cpu_s_per_1k_jobs') and peer.get('cpu_s_per_1k_jobs'):
+            result[f'{name}_cpu_s_per_1k_jobs'] = peer['cpu_s_per_1k_jobs']
+            result[f'cpu_share_of_{name}'] = round(
+                result['cpu_s_per_1k_jobs'] / peer['cpu_s_per_1k_jobs'], 3)
+    if 'naive_ratio' in result:
+        result['ratio'] = result['naive_ratio']  # the name of earlier runs' lines
+    if floor_result and kind and result.get('cpu_s_per_1k_jobs'):
+        result['floor_cpu_s_per_1k_jobs'] = floor_result['cpu_s_per_1k_jobs']
+        result['cpu_vs_floor'] = round(
+            result['cpu_s_per_1k_jobs'] / floor_result['cpu_s_per_1k_jobs'], 2)
+    return result
+
+
+def emit(result):
+    print(json.dumps(result), flush=True)
+
 
 def main(argv):
     import argparse
@@ -218,20 +334,45 @@ def main(argv):
     parser.add_argument('--seconds', type=int, default=10, help='wrk duration per scenario')
     parser.add_argument('--scenarios', default=','.join(SCENARIOS))
     parser.add_argument('--no-naive', action='store_true', help='skip the naive stack')
+    parser.add_argument('--no-procrastinate', action='store_true',
+                        help='skip the procrastinate stack')
     args = parser.parse_args(argv)
     wanted = args.scenarios.split(',')
-    naive_single = naive_locked = None
-    if not args.no_naive:
-        naive_single = naive('single', args.seconds)
-        if 'hot_row' in wanted:
-            naive_locked = naive('locked', args.seconds)
+    unknown = set(wanted) - set(SCENARIOS)
+    if unknown:
+        parser.error(f'unknown scenarios: {", ".join(sorted(unknown))}')
     log_dir = tempfile.mkdtemp(prefix='bench-logs-')
-    bench = Bench(args.seconds, log_dir)
-    bench.start()
-    results = []
+    broker = Broker(log_dir)
     try:
+        peers = {}
+        kinds = ['single'] if {'single', 'batch'} & set(wanted) else []
+        kinds += ['locked'] if 'hot_row' in wanted else []
+        for anchor in anchors(DB_URL, broker.naive_url, broker.pid, progress,
+                              with_naive=not args.no_naive,
+                              with_procrastinate=not args.no_procrastinate and bool(kinds)):
+            for kind in kinds:
+                result = anchor.run(kind, args.seconds, DB_URL, progress)
+                peers.setdefault(anchor.name, {})[kind] = result
+                emit(result)
+        run_service(args, wanted, log_dir, broker, peers)
+    finally:
+        broker.stop()
+    progress(f'logs in {log_dir}')
+    return 0
+
+
+def run_service(args, wanted, log_dir, broker, peers):
+    bench = Bench(args.seconds, log_dir, broker)
+    bench.start()
+    try:
+        floor_result = None
+        if 'floor' in wanted:  # first: the others' lines compare with it
+            floor_result = bench.floor()
+            emit(floor_result)
         single = None
         for scenario in wanted:
+            if scenario == 'floor':
+                continue
             if scenario == 'latency':
                 peak = (single or bench.single())['jobs_per_s']
                 result = bench.latency(peak / 2)
@@ -239,15 +380,6 @@ def main(argv):
                 result = getattr(bench, scenario)()
             if scenario == 'single':
                 single = result
-            # Throughput ratios only: latency and memory have targets of their own.
-            reference = {'single': naive_single, 'batch': naive_single,
-                         'hot_row': naive_locked}.get(scenario)
-            if reference:
-                result['naive_jobs_per_s'] = reference
-                result['ratio'] = round(result['jobs_per_s'] / reference, 2)
-            print(json.dumps(result), flush=True)
-            results.append(result)
+            emit(compare(result, peers, floor_result))
     finally:
         bench.stop()
-    progress(f'logs in {log_dir}')
-    return 0

@@ -4,6 +4,7 @@ from service import create_app as create_service_app
 from web.auth import init_auth
 from web.errors import init_errors
 from web.group_commit import init_group_commit
+from web.json_response import init_json_response
 from web.request_id import init_request_id
 
 
@@ -14,6 +15,7 @@ def create_app(config=None):
     configuration the service cannot run with."""
     from web import jobs, metrics, openapi, system
     app = create_service_app(config, name='web')
+    init_json_response(app)
     init_request_id(app)
     init_errors(app)
     init_auth(app)
