@@ -157,13 +157,19 @@ def exit_on_sigterm():
 
 def run_until_stopped(command, env=None):
     """Run `command` (honcho) as our child until it exits, and return its exit
-    code. SIGINT, SIGTERM and SIGHUP sent to us are passed on (honcho stops its
-    processes once, however many it gets), so the caller stops the servers only
-    after every process of the service is gone."""
-    child = subprocess.Popen(command, env=env)
+    code. The first SIGINT, SIGTERM or SIGHUP sent to us is passed on, so the
+    caller stops the servers only after every process of the service is gone.
+
+    honcho runs in a session of its own and gets that one signal only: a
+    terminal's Ctrl-C reaches our process group, and a second signal arriving
+    while honcho's handler prints ("SIGINT received") crashes it on a
+    reentrant write to its stdout, leaving its processes behind."""
+    child = subprocess.Popen(command, env=env, start_new_session=True)
+    sent = []
 
     def forward(signum, frame):
-        if child.poll() is None:
+        if child.poll() is None and not sent:
+            sent.append(signum)
             child.send_signal(signal.SIGTERM if signum == signal.SIGHUP else signum)
 
     handled = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
