@@ -4,6 +4,7 @@ from service import create_app as create_service_app
 from web.auth import init_auth
 from web.errors import init_errors
 from web.group_commit import init_group_commit
+from web.rate_limits import init_rate_limits
 from web.request_id import init_request_id
 
 
@@ -22,4 +23,5 @@ def create_app(config=None):
     app.register_blueprint(system.bp)
     app.register_blueprint(openapi.bp)
     metrics.init_metrics(app)
+    init_rate_limits(app)
     return app
