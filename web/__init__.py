@@ -6,6 +6,7 @@ from web.errors import init_errors
 from web.group_commit import init_group_commit
 from web.rate_limits import init_rate_limits
 from web.request_id import init_request_id
+from web.request_limits import init_request_limits
 
 
 def create_app(config=None):
@@ -17,6 +18,7 @@ def create_app(config=None):
     app = create_service_app(config, name='web')
     init_request_id(app)
     init_errors(app)
+    init_request_limits(app)
     init_auth(app)
     app.register_blueprint(jobs.bp)
     init_group_commit(app)

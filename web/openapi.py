@@ -42,7 +42,10 @@ printable ASCII characters) or, without a valid one, a new id. The jobs a
 request records keep it (`request_id`), and the logs about them show it.
 
 Every error body is `{"code", "message"}`, plus `"errors": [{"path", "message"}]`
-(JSON pointers into the body) for schema violations."""
+(JSON pointers into the body) for schema violations. The web server itself
+(gunicorn) answers in HTML only a request line over 8190 bytes or headers
+over twice the limits of 414 and 431; a method a path does not have is 405
+with `Allow`."""
 
 
 def _ref(name, section='schemas'):
@@ -85,13 +88,18 @@ ERROR_RESPONSES = {
     '404': ('NotFound', 'Unknown job kind or job.'),
     '409': ('Conflict', 'The job is not in a state that allows this.'),
     '413': ('PayloadTooLarge', 'The body is larger than FLASK_MAX_CONTENT_LENGTH.'),
+    '414': ('UriTooLong', 'The request line is longer than 4094 bytes.'),
     '415': ('UnsupportedMediaType', 'The body is not sent as application/json.'),
     '422': ('Unprocessable', 'The Idempotency-Key was used with another body, or a '
                              'retried job\'s payload no longer fits its schema.'),
     '429': ('TooManyRequests', "The token's rate limit for this operation's scope is spent: "
                                'try again after Retry-After.'),
+    '431': ('HeaderFieldsTooLarge', 'More than 100 header fields, or one longer than 8190 '
+                                    'bytes.'),
     '503': ('Unavailable', 'PostgreSQL or Redis is unreachable: try again after Retry-After.'),
 }
+# What any request may be answered (web/request_limits.py).
+SIZE_ERRORS = ('414', '431')
 # What every operation that needs a token may answer besides its own errors.
 TOKEN_ERRORS = ('401', '403', '429')
 
@@ -291,13 +299,15 @@ def _endpoint(path, method):
 def _secure(path, method, operation):
     """The operation's security requirement, from what web/auth.py enforces:
     none for the open endpoints; else the bearer token with the scope its
-    endpoint needs, and the 401, 403 and 429 it may then answer."""
+    endpoint needs, and the 401, 403 and 429 it may then answer. Any
+    operation may answer 414 and 431 (web/request_limits.py)."""
     endpoint = _endpoint(path, method)
+    operation['responses'].update(_errors(*SIZE_ERRORS))
     if path in OPEN_PATHS:
         operation['security'] = []
-        return
-    operation['security'] = [{'bearerAuth': [ENDPOINT_SCOPES[endpoint]]}]
-    operation['responses'].update(_errors(*TOKEN_ERRORS))
+    else:
+        operation['security'] = [{'bearerAuth': [ENDPOINT_SCOPES[endpoint]]}]
+        operation['responses'].update(_errors(*TOKEN_ERRORS))
     operation['responses'] = dict(sorted(operation['responses'].items()))
 
 

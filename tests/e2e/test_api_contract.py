@@ -237,3 +237,19 @@ def test_a_tokens_rate_limit_holds_across_two_web_servers(service):
                         headers={'Authorization': f'Bearer {READER}'}).status_code in (200, 404)
     assert all(requests.get(f'{service.url}/health', timeout=10).status_code == 200
                for _ in range(ADMIN_LIMIT + 2))
+
+
+def test_oversize_lines_and_headers_through_gunicorn_get_the_envelope(service):
+    """gunicorn's limits are above the app's: the app answers 414 and 431 in
+    the envelope; only past gunicorn's own (a line over 8190 bytes) is the
+    answer gunicorn's HTML, as the README says."""
+    def envelope(response, status):
+        assert response.status_code == status, response.text[:200]
+        assert response.json()['code'] == status and response.headers['X-Request-ID']
+    envelope(requests.get(f'{service.url}/jobs?kind={"k" * 5000}', timeout=10), 414)
+    envelope(requests.get(f'{service.url}/jobs', timeout=10,
+                          headers={'X-Big': 'v' * 10_000}), 431)
+    envelope(requests.get(f'{service.url}/jobs', timeout=10,
+                          headers={f'X-Extra-{n}': 'v' for n in range(150)}), 431)
+    beyond = requests.get(f'{service.url}/jobs?kind={"k" * 9000}', timeout=10)
+    assert beyond.status_code in (400, 414) and 'html' in beyond.headers['Content-Type']

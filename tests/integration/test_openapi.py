@@ -3,6 +3,7 @@ every route and every kind (with the kind's own schema), matches the bodies
 the service really answers, and the docs page loads only the service's own
 assets. In-process (Flask's test client), on the test database and Redis db 4."""
 import json
+import os
 import re
 from html.parser import HTMLParser
 
@@ -17,7 +18,9 @@ from web.body import storable_schema
 from web.openapi import build_document
 
 BROKER_URL = 'redis://127.0.0.1:6379/4'
-ERROR_CODES = {'400', '401', '403', '404', '409', '413', '415', '422', '429', '503'}
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+ERROR_CODES = {'400', '401', '403', '404', '409', '413', '414', '415', '422', '429', '431',
+               '503'}
 # Routes that are parts of /docs rather than API operations.
 UNDOCUMENTED_ENDPOINTS = {'static', 'openapi.docs_asset', 'openapi.docs_initializer'}
 
@@ -144,7 +147,8 @@ def test_bearer_auth_is_declared_with_each_operations_scope_and_open_endpoints_o
                   for operation in item.values() if operation.get('security') == []}
     assert open_paths == {'/health', '/metrics', '/kinds', '/openapi.json', '/docs'}
     for path in open_paths:
-        assert not {'401', '403', '429'} & set(document['paths'][path]['get']['responses'])
+        responses = set(document['paths'][path]['get']['responses'])
+        assert not {'401', '403', '429'} & responses and {'414', '431'} <= responses
     assert '/health' in document['info']['description']
     scopes = {(path, method): operation['security']
               for path, item in document['paths'].items() for method, operation in item.items()
@@ -229,6 +233,32 @@ def test_scopes_and_limits_answer_as_documented(make_app, clean, document):
     # The count is the token's and the scope's: the writer still enqueues.
     assert client.post('/jobs/genre.create', json=body, headers=writer).status_code == 202
     assert client.get('/kinds').status_code == 200  # open, as /openapi.json
+
+
+def test_oversize_request_lines_and_headers_are_414_and_431_in_the_envelope(client, document):
+    def check(response, status):
+        assert response.status_code == status, response.get_data(as_text=True)
+        assert not list(response_validator(document, '/jobs', 'get', str(status))
+                        .iter_errors(response.get_json()))
+        assert response.headers['X-Request-ID']
+    assert client.get('/jobs?kind=' + 'k' * 4000).status_code == 200
+    check(client.get('/jobs?kind=' + 'k' * 4100), 414)
+    check(client.get('/nothing/' + 'k' * 4100), 414)
+    headers = {f'X-Extra-{n}': 'v' for n in range(95)}  # and the client's own (Host, ...)
+    assert client.get('/jobs', headers=headers).status_code == 200
+    check(client.get('/jobs', headers={**headers, **{f'X-More-{n}': 'v' for n in range(6)}}), 431)
+    assert client.get('/jobs', headers={'X-Big': 'v' * 8000}).status_code == 200
+    check(client.get('/jobs', headers={'X-Big': 'v' * 8190}), 431)
+
+
+def test_gunicorn_limits_are_above_the_apps():
+    import runpy
+
+    from web import request_limits
+    conf = runpy.run_path(os.path.join(ROOT, 'gunicorn.conf.py'))
+    assert conf['limit_request_line'] == 8190 > 2 * request_limits.MAX_REQUEST_LINE
+    assert conf['limit_request_fields'] == 2 * request_limits.MAX_HEADER_FIELDS
+    assert conf['limit_request_field_size'] == 2 * request_limits.MAX_HEADER_FIELD_SIZE
 
 
 def test_docs_and_document_need_no_token_when_tokens_are_set(make_app):
