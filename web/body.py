@@ -22,17 +22,21 @@ UNSTORABLE = re.compile('[\x00\ud800-\udfff]')
 ESCAPED_UNSTORABLE = re.compile(r'\\u(0000|[dD][89a-fA-F])')
 
 
-# The same rule as a JSON Schema pattern, for the schemas the API shows
-# (/openapi.json, /kinds): ECMA-262 and Python's re read it alike.
-STORABLE_PATTERN = r'^[^\u0000\ud800-\udfff]*$'
+# NUL as a JSON Schema pattern, for the schemas the API shows (/openapi.json,
+# /kinds): ECMA-262, Python's re and Rust's regex read it alike. An unpaired
+# surrogate is not Unicode text, which JSON Schema strings are; no portable
+# pattern names it (Rust's regex refuses surrogate escapes, so tools built on
+# it would drop the whole pattern): the document says it in its 400 instead.
+STORABLE_PATTERN = r'^[^\u0000]*$'
 DATA_KEYWORDS = {'const', 'enum', 'default', 'examples', 'example'}
 
 
 def storable_schema(schema):
-    """A copy of a kind's schema in which every string must be storable (the
+    """A copy of a kind's schema in which no string may hold NUL (the
     STORABLE_PATTERN on each schema of type string, and on property names
     where any are allowed): the schema as the API shows it, so a client (or a
-    contract tester) that follows it never meets the 400 json_body answers."""
+    contract tester) that follows it never meets the 400 json_body answers
+    for a string PostgreSQL cannot store."""
     def walk(node):
         if isinstance(node, list):
             return [walk(item) for item in node]

@@ -143,9 +143,16 @@ def get_job(job_id):
     return _job(job_id).public()
 
 
+LIST_PARAMETERS = {'status', 'kind', 'limit'}
+
+
 @bp.get('/jobs')
 def list_jobs():
     """Jobs newest first, filtered by ?status= and ?kind=, at most ?limit= (50)."""
+    unknown = set(request.args) - LIST_PARAMETERS
+    if unknown:  # a misspelt filter would otherwise list every job
+        raise ApiError(400, f'unknown query parameter {sorted(unknown)[0][:64]!r}: '
+                            f'{", ".join(sorted(LIST_PARAMETERS))} are')
     status = request.args.get('status')
     if status is not None and status not in tuple(ledger.Status):
         raise ApiError(400, f'status is one of {", ".join(ledger.Status)}')

@@ -13,7 +13,7 @@ import ledger
 from tasks import load_all
 from service.settings import SCOPES
 from web.auth import ENDPOINT_SCOPES, OPEN_ENDPOINTS, OPEN_PATHS
-from web.body import storable_schema
+from web.body import STORABLE_PATTERN, storable_schema
 from web.idempotency import HEADER as IDEMPOTENCY_HEADER
 from web.json_pointer import escape
 
@@ -82,7 +82,9 @@ def _rebase_refs(schema, base):
 
 ERROR_RESPONSES = {
     '400': ('BadRequest', 'The body is not valid JSON, or violates the schema (the errors '
-                          'name the fields), or a parameter or header is malformed.'),
+                          'name the fields), or holds a string with an unpaired surrogate '
+                          '(`\\ud800`: not Unicode text, which PostgreSQL cannot store), or a '
+                          'parameter or header is malformed.'),
     '401': ('Unauthorized', 'API tokens are configured and none, or a wrong one, was given.'),
     '403': ('Forbidden', 'The token lacks the scope this operation needs.'),
     '404': ('NotFound', 'Unknown job kind or job.'),
@@ -322,9 +324,11 @@ def build_document(kinds, batch_limit):
         '/jobs': {'get': {
             'tags': ['jobs'], 'operationId': 'list_jobs',
             'summary': 'The matching jobs, newest first',
+            'description': 'Another query parameter than these is a 400.',
             'parameters': [
                 {'name': 'status', 'in': 'query', 'schema': _ref('JobStatus')},
-                {'name': 'kind', 'in': 'query', 'schema': {'type': 'string'}},
+                {'name': 'kind', 'in': 'query',
+                 'schema': {'type': 'string', 'pattern': STORABLE_PATTERN}},
                 {'name': 'limit', 'in': 'query',
                  'schema': {'type': 'integer', 'minimum': 1, 'maximum': 1000, 'default': 50}},
             ],
