@@ -7,3 +7,10 @@ from service import logs
 # stop_grace_period of web is longer (tests/unit/test_compose.py).
 graceful_timeout = 30
 logger_class = logs.gunicorn_logger_class()
+
+# Twice the app's limits (web/request_limits.py), the request line at gunicorn's
+# largest finite limit: a request between the two is answered by the app, in
+# the JSON envelope (414, 431); only one past these meets gunicorn's HTML answer.
+limit_request_line = 8190
+limit_request_fields = 200
+limit_request_field_size = 16380

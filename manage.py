@@ -238,14 +238,22 @@ def _service_db():
     return app, app.extensions['pg']
 
 
-def db_upgrade(revision='head', url=None):
-    """Migrate the service database (SQLALCHEMY_DEFAULT, or `url`) with alembic."""
+def db_upgrade(revision='head', url=None, own_logging=False):
+    """Migrate the service database (SQLALCHEMY_DEFAULT, or `url`) with alembic.
+    With `own_logging`, alembic's lines go through the process's logging
+    (LOG_FORMAT) rather than alembic.ini's, without its plugin set-up lines."""
+    import logging
+    if own_logging:  # before alembic's import, which sets its plugins up
+        logging.getLogger('alembic.runtime.plugins').setLevel(logging.WARNING)
+
     from alembic import command
     from alembic.config import Config
     _default_service_db()
     config = Config(os.path.join(ROOT, 'alembic.ini'))
     if url:
         config.attributes['url'] = url
+    if own_logging:
+        config.attributes['configure_logger'] = False
     command.upgrade(config, revision)
 
 
@@ -258,7 +266,7 @@ def prepare_database(app, db):
     engine = db.pool.connection().engine
     tables = inspect(engine).get_table_names()
     if not tables or 'alembic_version' in tables:
-        db_upgrade(url=engine.url.render_as_string(hide_password=False))
+        db_upgrade(url=engine.url.render_as_string(hide_password=False), own_logging=True)
         return 'migrated'
     print('this database was made by `db sync`: its tables are kept in step with the models '
           'by syncdb; to migrate it instead, once: '
@@ -292,12 +300,20 @@ def db_action(action):
     print(f'db {action}: done')
 
 
+def readable_logs(environ, stream):
+    """At a terminal, the processes log plain text lines, unless LOG_FORMAT
+    (environment or .env) says otherwise; deployments keep JSON, the default."""
+    if 'LOG_FORMAT' not in environ and stream.isatty():
+        environ['LOG_FORMAT'] = 'text'
+
+
 def cmd_run(args):
     """Start the whole service (web, worker, beat, flower) with honcho, on the
     configured PostgreSQL and Redis, or on embedded ones when nothing answers
     at the local defaults (SERVICE_SERVERS, --servers)."""
     from devservers.servers import exit_on_sigterm, run_until_stopped
     load_env_file()
+    readable_logs(os.environ, sys.stdout)
     db_url = _default_service_db()
     from service import settings
     broker_url = settings.load()['CELERY_BROKER_URL']  # CELERY_BROKER_URL, REDIS_URL or the default

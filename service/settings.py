@@ -34,6 +34,42 @@ def _log_format(value):
     return log_format
 
 
+# What a token may do (FLASK_API_TOKENS): enqueue jobs, read them, and the
+# admin actions (retry, cancel, bulk actions). A token listed alone has them all.
+SCOPES = ('enqueue', 'read', 'admin')
+
+
+def _token_entries(value):
+    """(token, scopes) of each entry of FLASK_API_TOKENS. Raises ValueError
+    naming the entry by its position, never its token."""
+    entries = []
+    for index, entry in enumerate(split_list(value), 1):
+        token, colon, named = entry.partition(':')
+        scopes = set(SCOPES)
+        if colon:
+            scopes = {s.strip() for s in named.split('+') if s.strip()}
+            unknown = scopes - set(SCOPES)
+            if unknown or not scopes:
+                raise ValueError(f'token {index} has scopes that are not '
+                                 f'{", ".join(SCOPES)} (joined by +)')
+        entries.append((token.strip(), frozenset(scopes)))
+    return entries
+
+
+def _tokens(value):
+    _token_entries(value)
+    return '' if value is None else str(value)
+
+
+def _rate_limit(value):
+    """A rate limit in the notation of the `limits` library ('' for none)."""
+    from limits import parse_many
+    text = str(value or '').strip()
+    if text:
+        parse_many(text)  # ValueError names what it could not read
+    return text
+
+
 class Setting(NamedTuple):
     default: Any
     parse: Callable
@@ -57,8 +93,24 @@ SETTINGS = {
     'FLASK_MAX_CONTENT_LENGTH': Setting(
         1 << 20, int, 'Largest request body accepted, in bytes (larger: 413).'),
     'FLASK_API_TOKENS': Setting(
-        '', str, 'Comma-separated bearer tokens; when set, every request needs one but /health, '
-                 '/metrics, /openapi.json and /docs (production: required, 16+ characters each).'),
+        '', _tokens, 'Comma-separated bearer tokens, each `token` (every scope) or '
+                     '`token:scope+scope` (scopes: enqueue, read, admin); when set, every request '
+                     'needs one but /health, /metrics, /kinds, /openapi.json and /docs, and a token '
+                     'without the scope an endpoint needs is refused (403). Production: required, '
+                     '16+ characters each.'),
+    'FLASK_RATE_LIMIT_ENQUEUE': Setting(
+        '1000/second', _rate_limit, 'Requests a token may make to the enqueue endpoints (POST '
+                                    '/jobs/<kind>, /batch), together, e.g. `1000/second` or '
+                                    '`100/second;5000/minute`; empty: no limit (429 past it).'),
+    'FLASK_RATE_LIMIT_READ': Setting(
+        '100/second', _rate_limit, 'Requests a token may make to the read endpoints (GET /jobs, '
+                                   '/jobs/<id>); empty: no limit.'),
+    'FLASK_RATE_LIMIT_ADMIN': Setting(
+        '10/second', _rate_limit, 'Requests a token may make to the admin endpoints (retry); '
+                                  'empty: no limit.'),
+    'FLASK_RATE_LIMIT_STORAGE_URL': Setting(
+        '', str, 'The Redis where the rate limits are counted, shared by every web process '
+                 '(empty: the broker, CELERY_BROKER_URL).'),
     'FLASK_BATCH_LIMIT': Setting(
         1000, int, 'Most jobs one POST /jobs/<kind>/batch may carry.'),
     'FLASK_GROUP_COMMIT_MS': Setting(
@@ -111,7 +163,20 @@ def split_list(value):
 
 def api_tokens(config):
     """The bearer tokens of FLASK_API_TOKENS (empty: the API is open)."""
-    return split_list(config.get('FLASK_API_TOKENS'))
+    return [token for token, _ in _token_entries(config.get('FLASK_API_TOKENS'))]
+
+
+def token_scopes(config):
+    """{token: frozenset of its scopes} of FLASK_API_TOKENS."""
+    scopes = {}
+    for token, granted in _token_entries(config.get('FLASK_API_TOKENS')):
+        scopes[token] = scopes.get(token, frozenset()) | granted
+    return scopes
+
+
+def rate_limit_storage(config):
+    """Where the web processes count the rate limits (a Redis URL)."""
+    return config.get('FLASK_RATE_LIMIT_STORAGE_URL') or config['CELERY_BROKER_URL']
 
 
 def prefixes(environ):

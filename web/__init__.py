@@ -5,7 +5,9 @@ from web.auth import init_auth
 from web.errors import init_errors
 from web.group_commit import init_group_commit
 from web.json_response import init_json_response
+from web.rate_limits import init_rate_limits
 from web.request_id import init_request_id
+from web.request_limits import init_request_limits
 
 
 def create_app(config=None):
@@ -18,10 +20,12 @@ def create_app(config=None):
     init_json_response(app)
     init_request_id(app)
     init_errors(app)
+    init_request_limits(app)
     init_auth(app)
     app.register_blueprint(jobs.bp)
     init_group_commit(app)
     app.register_blueprint(system.bp)
     app.register_blueprint(openapi.bp)
     metrics.init_metrics(app)
+    init_rate_limits(app)
     return app

@@ -22,6 +22,40 @@ UNSTORABLE = re.compile('[\x00\ud800-\udfff]')
 ESCAPED_UNSTORABLE = re.compile(r'\\u(0000|[dD][89a-fA-F])')
 
 
+# NUL as a JSON Schema pattern, for the schemas the API shows (/openapi.json,
+# /kinds): ECMA-262, Python's re and Rust's regex read it alike. An unpaired
+# surrogate is not Unicode text, which JSON Schema strings are; no portable
+# pattern names it (Rust's regex refuses surrogate escapes, so tools built on
+# it would drop the whole pattern): the document says it in its 400 instead.
+STORABLE_PATTERN = r'^[^\u0000]*$'
+DATA_KEYWORDS = {'const', 'enum', 'default', 'examples', 'example'}
+
+
+def storable_schema(schema):
+    """A copy of a kind's schema in which no string may hold NUL (the
+    STORABLE_PATTERN on each schema of type string, and on property names
+    where any are allowed): the schema as the API shows it, so a client (or a
+    contract tester) that follows it never meets the 400 json_body answers
+    for a string PostgreSQL cannot store."""
+    def walk(node):
+        if isinstance(node, list):
+            return [walk(item) for item in node]
+        if not isinstance(node, dict):
+            return node
+        out = {key: value if key in DATA_KEYWORDS else walk(value) for key, value in node.items()}
+        types = out.get('type')
+        types = types if isinstance(types, list) else [types]
+        if 'string' in types:
+            if 'pattern' in out:
+                out['allOf'] = [*out.get('allOf', []), {'pattern': STORABLE_PATTERN}]
+            else:
+                out['pattern'] = STORABLE_PATTERN
+        if 'object' in types and out.get('additionalProperties') is not False:
+            out.setdefault('propertyNames', {'pattern': STORABLE_PATTERN})
+        return out
+    return walk(schema)
+
+
 def _unstorable_string(document):
     """The JSON pointer of the first string (key or value) PostgreSQL cannot
     store, or None. Iterative: the document may be nested close to the limit."""

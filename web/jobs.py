@@ -2,17 +2,51 @@
 import re
 
 from flask import Blueprint, current_app, request
+from werkzeug.exceptions import NotFound
+from werkzeug.routing import BaseConverter
 
 import ledger
 from service.queue import publish_recorded, publish_retried
 from tasks import REGISTRY
 from web import idempotency, request_id
-from web.body import json_body
-from web.errors import ApiError
+from web.body import json_body, storable_schema
+from web.errors import ApiError, envelope
 from web.group_commit import EXTENSION as GROUP_COMMIT
 from web.payloads import stored, summary, validation_errors
 
 bp = Blueprint('jobs', __name__)
+
+
+class KindConverter(BaseConverter):
+    """The name of a registered kind, and nothing else: /jobs/<kind> and
+    /jobs/<id> then never match the same path, so a path that is neither a
+    kind nor a number is a 404 whatever the method, and OPTIONS's `Allow`
+    names only the methods the document gives the path."""
+
+    def __init__(self, url_map, *args, **kwargs):
+        super().__init__(url_map, *args, **kwargs)
+        # Longest first, so no name stops at another's prefix; (?!) matches nothing.
+        names = sorted(REGISTRY, key=len, reverse=True)
+        self.regex = '|'.join(re.escape(name) for name in names) or '(?!)'
+
+
+# Before the routes: their rules are compiled as they are added.
+bp.record_once(lambda state: state.app.url_map.converters.setdefault('kind', KindConverter))
+
+JOBS_PATH = re.compile(r'/jobs/([^/]+)(/batch)?')
+
+
+@bp.app_errorhandler(NotFound)
+def not_found(error):
+    """404 in the envelope; under /jobs/, saying what was not found."""
+    path = JOBS_PATH.fullmatch(request.path) if request.url_rule is None else None
+    if path and request.method == 'POST':
+        message = f'unknown job kind {path[1][:64]!r}: GET /kinds lists them'
+    elif path and not path[2]:
+        message = f'no job {path[1][:64]!r}: a job id is a whole number'
+    else:
+        message = error.description
+    return envelope(404, message)
 
 
 def _kind(name):
@@ -58,7 +92,7 @@ def _invalid(kind, errors, index=None):
                     errors=errors)
 
 
-@bp.post('/jobs/<kind_name>')
+@bp.post('/jobs/<kind:kind_name>')
 def create_job(kind_name):
     group_commit = current_app.extensions[GROUP_COMMIT]
     with group_commit.arriving():
@@ -78,7 +112,7 @@ def create_job(kind_name):
     return _accepted(job_id, kind.name, _job(job_id).status)
 
 
-@bp.post('/jobs/<kind_name>/batch')
+@bp.post('/jobs/<kind:kind_name>/batch')
 def create_batch(kind_name):
     kind = _kind(kind_name)
     payloads = json_body()
@@ -109,9 +143,16 @@ def get_job(job_id):
     return _job(job_id).public()
 
 
+LIST_PARAMETERS = {'status', 'kind', 'limit'}
+
+
 @bp.get('/jobs')
 def list_jobs():
     """Jobs newest first, filtered by ?status= and ?kind=, at most ?limit= (50)."""
+    unknown = set(request.args) - LIST_PARAMETERS
+    if unknown:  # a misspelt filter would otherwise list every job
+        raise ApiError(400, f'unknown query parameter {sorted(unknown)[0][:64]!r}: '
+                            f'{", ".join(sorted(LIST_PARAMETERS))} are')
     status = request.args.get('status')
     if status is not None and status not in tuple(ledger.Status):
         raise ApiError(400, f'status is one of {", ".join(ledger.Status)}')
@@ -146,5 +187,7 @@ def retry_job(job_id):
 
 @bp.get('/kinds')
 def list_kinds():
-    return {'kinds': [{'name': k.name, 'description': k.description, 'schema': k.schema}
+    # The schemas as /openapi.json shows them: with the strings PostgreSQL can store.
+    return {'kinds': [{'name': k.name, 'description': k.description,
+                       'schema': storable_schema(k.schema)}
                       for k in sorted(REGISTRY.values(), key=lambda k: k.name)]}

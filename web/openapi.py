@@ -4,13 +4,16 @@ Swagger UI (`GET /docs`), whose assets come from a pinned Python package."""
 import copy
 import json
 import os
+import re
 
 import flask_swagger_ui
 from flask import Blueprint, current_app, send_from_directory, url_for
 
 import ledger
 from tasks import load_all
-from web.auth import OPEN_PATHS
+from service.settings import SCOPES
+from web.auth import ENDPOINT_SCOPES, OPEN_ENDPOINTS, OPEN_PATHS
+from web.body import STORABLE_PATTERN, storable_schema
 from web.idempotency import HEADER as IDEMPOTENCY_HEADER
 from web.json_pointer import escape
 
@@ -27,15 +30,22 @@ it in a PostgreSQL ledger and applies it once through Celery workers.
 
 When the service is configured with API tokens (`FLASK_API_TOKENS`), every
 request carries `Authorization: Bearer <token>`, except `GET /health`,
-`GET /metrics`, `GET /openapi.json` and `GET /docs`, which are always open.
-Without tokens configured, nothing needs one.
+`GET /metrics`, `GET /kinds`, `GET /openapi.json` and `GET /docs`, which are
+always open. Without tokens configured, nothing needs one. A token has
+scopes: `enqueue` (queue jobs), `read` (read jobs), `admin` (retry); each
+operation names the scope it needs in its security requirement, and a token
+without it gets 403. Each token's requests are limited per scope
+(`FLASK_RATE_LIMIT_<SCOPE>`): past the limit, 429 with `Retry-After`.
 
 Every answer carries an `X-Request-ID` header: the request's own (1-128
 printable ASCII characters) or, without a valid one, a new id. The jobs a
 request records keep it (`request_id`), and the logs about them show it.
 
 Every error body is `{"code", "message"}`, plus `"errors": [{"path", "message"}]`
-(JSON pointers into the body) for schema violations."""
+(JSON pointers into the body) for schema violations. The web server itself
+(gunicorn) answers in HTML only a request line over 8190 bytes or headers
+over twice the limits of 414 and 431; a method a path does not have is 405
+with `Allow`."""
 
 
 def _ref(name, section='schemas'):
@@ -72,16 +82,28 @@ def _rebase_refs(schema, base):
 
 ERROR_RESPONSES = {
     '400': ('BadRequest', 'The body is not valid JSON, or violates the schema (the errors '
-                          'name the fields), or a parameter or header is malformed.'),
+                          'name the fields), or holds a string with an unpaired surrogate '
+                          '(`\\ud800`: not Unicode text, which PostgreSQL cannot store), or a '
+                          'parameter or header is malformed.'),
     '401': ('Unauthorized', 'API tokens are configured and none, or a wrong one, was given.'),
+    '403': ('Forbidden', 'The token lacks the scope this operation needs.'),
     '404': ('NotFound', 'Unknown job kind or job.'),
     '409': ('Conflict', 'The job is not in a state that allows this.'),
     '413': ('PayloadTooLarge', 'The body is larger than FLASK_MAX_CONTENT_LENGTH.'),
+    '414': ('UriTooLong', 'The request line is longer than 4094 bytes.'),
     '415': ('UnsupportedMediaType', 'The body is not sent as application/json.'),
     '422': ('Unprocessable', 'The Idempotency-Key was used with another body, or a '
                              'retried job\'s payload no longer fits its schema.'),
+    '429': ('TooManyRequests', "The token's rate limit for this operation's scope is spent: "
+                               'try again after Retry-After.'),
+    '431': ('HeaderFieldsTooLarge', 'More than 100 header fields, or one longer than 8190 '
+                                    'bytes.'),
     '503': ('Unavailable', 'PostgreSQL or Redis is unreachable: try again after Retry-After.'),
 }
+# What any request may be answered (web/request_limits.py).
+SIZE_ERRORS = ('414', '431')
+# What every operation that needs a token may answer besides its own errors.
+TOKEN_ERRORS = ('401', '403', '429')
 
 
 def _errors(*codes):
@@ -178,15 +200,16 @@ def _components(kinds):
         },
     }
     for kind in kinds:
-        schemas[kind.name] = _rebase_refs(kind.schema, f'#/components/schemas/{escape(kind.name)}')
+        schemas[kind.name] = _rebase_refs(storable_schema(kind.schema),
+                                          f'#/components/schemas/{escape(kind.name)}')
     responses = {
         name: {'description': description, 'content': _json(_ref('Error'))}
         for name, description in ERROR_RESPONSES.values()
     }
-    responses['Unavailable']['headers'] = {
-        'Retry-After': {'description': 'Seconds to wait before trying again.',
-                        'schema': {'type': 'integer'}},
-    }
+    retry_after = {'Retry-After': {'description': 'Seconds to wait before trying again.',
+                                   'schema': {'type': 'integer', 'minimum': 1}}}
+    responses['Unavailable']['headers'] = retry_after
+    responses['TooManyRequests']['headers'] = retry_after
     # /health answers 503 with the checks beside the envelope.
     responses['HealthUnavailable'] = {
         'description': 'PostgreSQL or Redis is down; `checks` says which.',
@@ -209,7 +232,10 @@ def _components(kinds):
     }
     security = {'bearerAuth': {
         'type': 'http', 'scheme': 'bearer',
-        'description': 'One of FLASK_API_TOKENS, when the service has any.',
+        'description': 'One of FLASK_API_TOKENS, when the service has any. Its scopes (the '
+                       'roles of an operation\'s security requirement): '
+                       + ', '.join(f'`{scope}`' for scope in SCOPES)
+                       + '; a token listed without scopes has them all.',
     }}
     return {'schemas': schemas, 'responses': responses, 'parameters': parameters,
             'securitySchemes': security}
@@ -228,16 +254,16 @@ def _kind_paths(kind, config_limit):
     return {
         f'/jobs/{kind.name}': {'post': {
             'tags': ['jobs'],
-            'operationId': f'create_{kind.name}',
+            'operationId': operation_id(f'create_{kind.name}'),
             'summary': f'Queue one {kind.name} job: {summary}',
             'parameters': [_ref('IdempotencyKey', 'parameters')],
             'requestBody': {'required': True, 'content': _json(payload)},
             'responses': {'202': _accepted_response('The job, recorded and queued.'),
-                          **_errors('400', '401', '413', '415', '422', '503')},
+                          **_errors('400', '413', '415', '422', '503')},
         }},
         f'/jobs/{kind.name}/batch': {'post': {
             'tags': ['jobs'],
-            'operationId': f'create_{kind.name}_batch',
+            'operationId': operation_id(f'create_{kind.name}_batch'),
             'summary': f'Queue up to {limit} {kind.name} jobs at once',
             'description': 'All or nothing: an invalid item is a 400 naming its index, and '
                            'no job is recorded.',
@@ -246,9 +272,45 @@ def _kind_paths(kind, config_limit):
                 'type': 'array', 'minItems': 1, 'maxItems': limit, 'items': payload})},
             'responses': {'202': {'description': 'The jobs, recorded and queued.',
                                   'content': _json(_ref('BatchAccepted'))},
-                          **_errors('400', '401', '413', '415', '422', '503')},
+                          **_errors('400', '413', '415', '422', '503')},
         }},
     }
+
+
+def operation_id(name):
+    """An operation id that is an identifier in any language: generators make
+    function names of them (`create_genre.create` is none)."""
+    return re.sub(r'\W', '_', name)
+
+
+# The documented operations of the token-needing endpoints (web/auth.py's names).
+ENDPOINTS = {('/jobs', 'get'): 'jobs.list_jobs', ('/jobs/{job_id}', 'get'): 'jobs.get_job',
+             ('/jobs/{job_id}/retry', 'post'): 'jobs.retry_job'}
+KIND_ENDPOINTS = {False: 'jobs.create_job', True: 'jobs.create_batch'}
+OPEN_DOCUMENTED = {path: endpoint for endpoint, path in OPEN_ENDPOINTS.items() if path}
+
+
+def _endpoint(path, method):
+    if path in OPEN_DOCUMENTED:
+        return OPEN_DOCUMENTED[path]
+    if (path, method) in ENDPOINTS:
+        return ENDPOINTS[path, method]
+    return KIND_ENDPOINTS[path.endswith('/batch')]
+
+
+def _secure(path, method, operation):
+    """The operation's security requirement, from what web/auth.py enforces:
+    none for the open endpoints; else the bearer token with the scope its
+    endpoint needs, and the 401, 403 and 429 it may then answer. Any
+    operation may answer 414 and 431 (web/request_limits.py)."""
+    endpoint = _endpoint(path, method)
+    operation['responses'].update(_errors(*SIZE_ERRORS))
+    if path in OPEN_PATHS:
+        operation['security'] = []
+    else:
+        operation['security'] = [{'bearerAuth': [ENDPOINT_SCOPES[endpoint]]}]
+        operation['responses'].update(_errors(*TOKEN_ERRORS))
+    operation['responses'] = dict(sorted(operation['responses'].items()))
 
 
 def build_document(kinds, batch_limit):
@@ -262,33 +324,35 @@ def build_document(kinds, batch_limit):
         '/jobs': {'get': {
             'tags': ['jobs'], 'operationId': 'list_jobs',
             'summary': 'The matching jobs, newest first',
+            'description': 'Another query parameter than these is a 400.',
             'parameters': [
                 {'name': 'status', 'in': 'query', 'schema': _ref('JobStatus')},
-                {'name': 'kind', 'in': 'query', 'schema': {'type': 'string'}},
+                {'name': 'kind', 'in': 'query',
+                 'schema': {'type': 'string', 'pattern': STORABLE_PATTERN}},
                 {'name': 'limit', 'in': 'query',
                  'schema': {'type': 'integer', 'minimum': 1, 'maximum': 1000, 'default': 50}},
             ],
             'responses': {'200': {'description': 'The jobs.', 'content': _json(_ref('JobList'))},
-                          **_errors('400', '401', '503')},
+                          **_errors('400', '503')},
         }},
         '/jobs/{job_id}': {'get': {
             'tags': ['jobs'], 'operationId': 'get_job', 'summary': 'A job and its outcome',
             'parameters': [_ref('JobId', 'parameters')],
             'responses': {'200': {'description': 'The job.', 'content': _json(_ref('Job'))},
-                          **_errors('401', '404', '503')},
+                          **_errors('404', '503')},
         }},
         '/jobs/{job_id}/retry': {'post': {
             'tags': ['jobs'], 'operationId': 'retry_job',
             'summary': 'Queue a failed job again (its payload checked again)',
             'parameters': [_ref('JobId', 'parameters')],
             'responses': {'202': _accepted_response('The job, queued again.'),
-                          **_errors('401', '404', '409', '422', '503')},
+                          **_errors('404', '409', '422', '503')},
         }},
         '/kinds': {'get': {
             'tags': ['jobs'], 'operationId': 'list_kinds',
-            'summary': 'Every job kind with the JSON Schema of its payload',
-            'responses': {'200': {'description': 'The kinds.', 'content': _json(_ref('KindList'))},
-                          **_errors('401')},
+            'summary': 'Every job kind with the JSON Schema of its payload (open without a '
+                       'token)',
+            'responses': {'200': {'description': 'The kinds.', 'content': _json(_ref('KindList'))}},
         }},
         '/health': {'get': {
             'tags': ['system'], 'operationId': 'health',
@@ -315,9 +379,9 @@ def build_document(kinds, batch_limit):
                                   'content': {'text/html': {'schema': {'type': 'string'}}}}},
         }},
     })
-    for path in OPEN_PATHS:  # what web/auth.py lets through without a token
-        for operation in paths[path].values():
-            operation['security'] = []
+    for path, item in paths.items():
+        for method, operation in item.items():
+            _secure(path, method, operation)
     return {
         'openapi': '3.1.0',
         'info': {'title': 'Message-queue worker service', 'version': API_VERSION,

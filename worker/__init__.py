@@ -3,7 +3,7 @@ per job kind, each run by `run_job` inside the app's context, and the
 recovery sweep that beat schedules."""
 from service.queue import SWEEP_TASK
 from tasks import load_all
-from worker.execution import run_job
+from worker.execution import JobsFailed, run_job
 
 
 def init_tasks(app):
@@ -14,8 +14,11 @@ def init_tasks(app):
         # max_retries=None here: Celery's retry(max_retries=None) means "the
         # task's limit" (3 by default), not "no limit". run_job bounds its
         # attempts itself (WORKER_MAX_ATTEMPTS) and waits out an unreachable
-        # database for as long as it takes.
-        celery.task(name=name, bind=True, shared=False, max_retries=None)(run_job)
+        # database for as long as it takes. JobsFailed (every job of the message
+        # failed, recorded) is an expected failure: logged without a traceback,
+        # the message acked (acks_on_failure_or_timeout), the task FAILURE in Flower.
+        celery.task(name=name, bind=True, shared=False, max_retries=None,
+                    throws=(JobsFailed,))(run_job)
 
     @celery.task(name=SWEEP_TASK, shared=False)
     def sweep():

@@ -15,6 +15,30 @@ from worker.batch import BatchAborted, run_batch
 
 log = logging.getLogger(__name__)
 
+SUCCEEDED, FAILED, QUEUED, DUPLICATE = Status.SUCCEEDED.value, Status.FAILED.value, \
+    Status.QUEUED.value, 'duplicate'
+
+
+class JobsFailed(Exception):
+    """Every job of the message failed (their outcome is committed in the
+    ledger). Raised so that Celery, and Flower, record the task as FAILURE
+    with the reason; the task declares it in `throws` (logged without a
+    traceback), and with acks_on_failure_or_timeout the message is acked, not
+    delivered again: exactly-once holds."""
+
+
+def _report(outcomes, reasons):
+    """The task's result: the count of the jobs per outcome (succeeded, failed,
+    queued again, duplicate: finished by an earlier delivery), as Flower shows
+    it. Raises JobsFailed, with the first reasons, when every job that ran failed."""
+    counts = {outcome: outcomes.count(outcome)
+              for outcome in (SUCCEEDED, FAILED, QUEUED, DUPLICATE) if outcome in outcomes}
+    if counts.get(FAILED) and not counts.get(SUCCEEDED) and not counts.get(QUEUED):
+        first = '; '.join(f'job {job_id}: {reason}' for job_id, reason in reasons[:3])
+        more = f' (and {len(reasons) - 3} more)' if len(reasons) > 3 else ''
+        raise JobsFailed(f'{counts[FAILED]} failed: {first}{more}')
+    return counts
+
 
 def backoff(attempt, config):
     """Exponential delay before attempt `attempt + 1`, capped, jittered over its upper half."""
@@ -41,8 +65,9 @@ def run_job(task, job_ids):
     """Run the job `job_ids` (an id, or a list of ids applied together) once,
     whatever number of times the message is delivered.
 
-    Returns what happened (a status, 'duplicate', or a count for a group);
-    raises celery's Retry to try the message again later."""
+    Returns the count of its jobs per outcome ({'succeeded': 3, 'failed': 1});
+    raises JobsFailed when all of them failed, celery's Retry to try the
+    message again later."""
     config = current_app.config
     session = current_app.extensions['pg'].pool.connection().session
     try:
@@ -72,44 +97,52 @@ def _run_group(task, job_ids, session, config):
     claimed = ledger.claim(session, job_ids)
     ready = [job_id for job_id, (attempt, _) in sorted(claimed.items())
              if attempt <= config['WORKER_MAX_ATTEMPTS']]
-    for job_id in claimed.keys() - set(ready):
-        _attempt(job_id, *claimed[job_id], session, config, retry=None)  # fails it
-    if not ready:
-        return 'duplicate' if not claimed else Status.FAILED.value
-    try:
-        return f'{run_batch(session, ready)} applied'
-    except BatchAborted as error:
-        request_ids = sorted({claimed[j][1] for j in ready if claimed[j][1] is not None})
-        log.info('group of %d jobs aborted (%s): applying them one by one', len(ready), error,
-                 extra={'job_ids': ready, 'request_ids': request_ids})
+    outcomes = [DUPLICATE] * (len(set(job_ids)) - len(claimed))  # finished meanwhile
+    reasons = []
+    for job_id in sorted(claimed.keys() - set(ready)):
+        outcomes.append(_attempt(job_id, *claimed[job_id], session, config, None, reasons))
+    if ready:
+        try:
+            applied = run_batch(session, ready)
+            outcomes += [SUCCEEDED] * applied + [DUPLICATE] * (len(ready) - applied)
+            ready = []
+        except BatchAborted as error:
+            request_ids = sorted({claimed[j][1] for j in ready if claimed[j][1] is not None})
+            log.info('group of %d jobs aborted (%s): applying them one by one', len(ready),
+                     error, extra={'job_ids': ready, 'request_ids': request_ids})
     retry = _retry_later(task, alone=len(ready) == 1 and len(job_ids) == 1)
     for job_id in ready:
-        _attempt(job_id, *claimed[job_id], session, config, retry)
-    return f'{len(ready)} applied one by one'
+        outcomes.append(_attempt(job_id, *claimed[job_id], session, config, retry, reasons))
+    return _report(outcomes, reasons)
 
 
-def _attempt(job_id, attempt, request_id, session, config, retry):
-    """Apply a claimed job in its own transaction and record its outcome; the
-    log lines meanwhile carry the job's request id."""
+def _attempt(job_id, attempt, request_id, session, config, retry, reasons):
+    """Apply a claimed job in its own transaction and record its outcome (a
+    failed job's reason appended to `reasons`); the log lines meanwhile carry
+    the job's request id."""
     token = job_request_id.set(request_id)
     try:
-        return _attempt_alone(job_id, attempt, session, config, retry)
+        outcome = _attempt_alone(job_id, attempt, session, config, retry)
     finally:
         job_request_id.reset(token)
+    if isinstance(outcome, tuple):
+        outcome, reason = outcome
+        reasons.append((job_id, reason))
+    return outcome
 
 
 def _attempt_alone(job_id, attempt, session, config, retry):
     if attempt > config['WORKER_MAX_ATTEMPTS']:
         # Earlier attempts died with their worker (killed, out of memory): stop here.
-        ledger.fail(session, job_id, f'gave up after {attempt - 1} attempts: worker lost')
-        log.warning('job %s failed: gave up after %d attempts: worker lost', job_id, attempt - 1,
-                    extra={'job_id': job_id})
-        return Status.FAILED.value
+        reason = f'gave up after {attempt - 1} attempts: worker lost'
+        ledger.fail(session, job_id, reason)
+        log.warning('job %s failed: %s', job_id, reason, extra={'job_id': job_id})
+        return FAILED, reason
     try:
         applied = _apply(session, job_id)
         with translate():
             session.commit()
-        return Status.SUCCEEDED.value if applied else 'duplicate'
+        return SUCCEEDED if applied else DUPLICATE
     except TransientError as error:
         _rollback(session)
         if attempt < config['WORKER_MAX_ATTEMPTS']:
@@ -118,24 +151,24 @@ def _attempt_alone(job_id, attempt, session, config, retry):
             log.info('job %s: attempt %d met %s: retried in %.1f s', job_id, attempt,
                      type(error).__name__, delay, extra={'job_id': job_id})
             retry(job_id, delay, error)
-            return Status.QUEUED.value
+            return QUEUED
         ledger.fail(session, job_id, f'gave up after {attempt} attempts: {error}')
         log.warning('job %s failed: gave up after %d attempts: %s', job_id, attempt,
                     type(error).__name__, extra={'job_id': job_id})
-        return Status.FAILED.value
+        return FAILED, f'gave up after {attempt} attempts: {type(error).__name__}'
     except (JobFailed, PgError) as error:
         # The job's own fault (a business rule, a missing row, a constraint):
         # any other exception is a bug of its handler, below.
         _rollback(session)
         ledger.fail(session, job_id, error)
         log.warning('job %s failed: %s', job_id, _reason(error), extra={'job_id': job_id})
-        return Status.FAILED.value
+        return FAILED, _reason(error)
     except Exception as error:
         # The runner is the boundary: a bug in a handler fails its job, never the worker.
         _rollback(session)
         log.exception('job %s: handler error', job_id, extra={'job_id': job_id})
         ledger.fail(session, job_id, f'internal error: {type(error).__name__}')
-        return Status.FAILED.value
+        return FAILED, f'internal error: {type(error).__name__}'
 
 
 def _reason(error):

@@ -121,3 +121,53 @@ def test_what_to_do_when_it_cannot_provision(roles):
     assert 'cannot provision the service database' in result.stderr
     assert f'Create the role {roles["role"]}' in result.stderr and roles['db'] in result.stderr
     assert 'PG_ADMIN_URL' in result.stderr and roles['admin_password'] not in result.stderr
+
+
+def test_run_at_a_terminal_logs_readable_lines_without_alembic_noise(roles):
+    """stdout a terminal (a pty) and no LOG_FORMAT: text lines, alembic's
+    through the same logging, no plugin set-up lines, no JSON."""
+    import pty
+    import select
+    env = manage_env(roles)
+    env.pop('LOG_FORMAT', None)
+    main, terminal = pty.openpty()
+    run = subprocess.Popen([sys.executable, 'manage.py', 'run', 'web'], cwd=ROOT, env=env,
+                           stdin=subprocess.DEVNULL, stdout=terminal, stderr=terminal,
+                           start_new_session=True)
+    os.close(terminal)
+    output = b''
+    try:
+        deadline, up = time.monotonic() + 90, False
+        while time.monotonic() < deadline and run.poll() is None and not up:
+            if select.select([main], [], [], 0.3)[0]:
+                try:
+                    output += os.read(main, 65536)
+                except OSError:
+                    break
+            try:
+                up = requests.get(f'http://127.0.0.1:{env["PORT"]}/health', timeout=2).ok
+            except requests.RequestException:
+                pass
+        time.sleep(1)
+        while select.select([main], [], [], 0.3)[0]:
+            try:
+                chunk = os.read(main, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            output += chunk
+        assert up, output.decode(errors='replace')
+    finally:
+        if run.poll() is None:
+            os.killpg(run.pid, signal.SIGTERM)
+        run.wait(30)
+        os.close(main)
+    text = output.decode(errors='replace')
+    lines = [line for line in text.splitlines() if line.strip()]
+    assert any('Running upgrade' in line and 'alembic.runtime.migration' in line
+               for line in lines), text
+    assert 'setup plugin' not in text and 'INFO  [alembic' not in text, text
+    # honcho's prefix, then the line: none of them a JSON object.
+    assert not [line for line in lines if line.split('| ', 1)[-1].lstrip().startswith('{')], text
+    assert any('web.1' in line and 'gunicorn' in line.lower() for line in lines), text

@@ -91,12 +91,13 @@ def buggy_kind():
 def test_a_value_error_of_a_handler_is_an_internal_error_not_the_jobs_fault(clean, buggy_kind,
                                                                              caplog):
     import ledger
-    from worker.execution import run_job
+    from worker.execution import JobsFailed, run_job
     with clean.app_context():
         [job_id] = ledger.insert_jobs(clean.extensions['pg'].pool.connection().session,
                                       [(buggy_kind, {})])
         clean.extensions['pg'].pool.commit()
-        run_job(Task(), job_id)
+        with pytest.raises(JobsFailed):
+            run_job(Task(), job_id)
     status, attempts, error, _ = row(clean, job_id)
     assert (status, attempts) == ('failed', 1)
     assert error == 'internal error: ValueError'

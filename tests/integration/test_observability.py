@@ -16,7 +16,7 @@ from sqlalchemy import text
 from tests.conftest import DATABASE_URL, redis_url
 from tests.integration.service import service_fixtures
 from tests.integration.test_worker_groups import Task
-from worker.execution import run_job
+from worker.execution import JobsFailed, run_job
 
 BROKER_URL = os.environ.get('TEST_OBS_BROKER_URL') or redis_url(9)
 HEADER = 'X-Request-ID'
@@ -117,7 +117,7 @@ def test_the_worker_logs_a_failed_job_with_its_request_id(app, client):
     level = worker_log.level
     worker_log.setLevel(logging.INFO)
     try:
-        with app.app_context():
+        with app.app_context(), pytest.raises(JobsFailed):
             run_job(Task('user.credit'), job_id)
     finally:
         worker_log.removeHandler(handler)

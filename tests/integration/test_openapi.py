@@ -3,6 +3,7 @@ every route and every kind (with the kind's own schema), matches the bodies
 the service really answers, and the docs page loads only the service's own
 assets. In-process (Flask's test client), on the test database and Redis db 4."""
 import json
+import os
 import re
 from html.parser import HTMLParser
 
@@ -13,10 +14,14 @@ from openapi_spec_validator import validate
 from tasks.kinds import Kind
 from tests.conftest import redis_url
 from tests.integration.service import service_fixtures
+from web.auth import ENDPOINT_SCOPES
+from web.body import storable_schema
 from web.openapi import build_document
 
 BROKER_URL = redis_url(4)
-ERROR_CODES = {'400', '401', '404', '409', '413', '415', '422', '503'}
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+ERROR_CODES = {'400', '401', '403', '404', '409', '413', '414', '415', '422', '429', '431',
+               '503'}
 # Routes that are parts of /docs rather than API operations.
 UNDOCUMENTED_ENDPOINTS = {'static', 'openapi.docs_asset', 'openapi.docs_initializer'}
 
@@ -74,7 +79,8 @@ def test_every_kind_has_its_paths_with_its_own_schema(document):
     kinds = _kinds()
     assert kinds
     for name, kind in kinds.items():
-        assert body_schema(document, f'/jobs/{name}') == json.loads(json.dumps(kind.schema))
+        shown = json.loads(json.dumps(storable_schema(kind.schema)))
+        assert body_schema(document, f'/jobs/{name}') == shown
         batch = body_schema(document, f'/jobs/{name}/batch')
         assert batch['type'] == 'array' and batch['minItems'] == 1
         assert resolve(document, batch['items']) == body_schema(document, f'/jobs/{name}')
@@ -123,28 +129,147 @@ def test_every_operation_has_its_error_answers_in_the_envelope(document):
                     schema = resolve(document, schema)
                     assert schema is envelope or resolve(document, schema['allOf'][0]) is envelope
             if path.startswith('/jobs/') and method == 'post' and '{job_id}' not in path:
-                assert {'400', '413', '415', '422', '503'} <= set(operation['responses']), path
+                assert {'400', '401', '403', '413', '415', '422', '429', '503'} <= set(
+                    operation['responses']), path
                 names = [resolve(document, p)['name'] for p in operation['parameters']]
                 assert 'Idempotency-Key' in names, path
     assert seen == ERROR_CODES
-    unavailable = document['components']['responses']['Unavailable']
-    assert 'Retry-After' in unavailable['headers']
+    for name in ('Unavailable', 'TooManyRequests'):
+        assert 'Retry-After' in document['components']['responses'][name]['headers']
 
 
-def test_bearer_auth_is_declared_and_only_docs_health_and_metrics_are_open(document):
-    assert document['components']['securitySchemes']['bearerAuth'] == {
-        'type': 'http', 'scheme': 'bearer',
-        'description': document['components']['securitySchemes']['bearerAuth']['description']}
+def test_bearer_auth_is_declared_with_each_operations_scope_and_open_endpoints_open(document):
+    scheme = document['components']['securitySchemes']['bearerAuth']
+    assert {k: scheme[k] for k in ('type', 'scheme')} == {'type': 'http', 'scheme': 'bearer'}
+    for scope in ('enqueue', 'read', 'admin'):
+        assert f'`{scope}`' in scheme['description']
     assert document['security'] == [{'bearerAuth': []}]
     open_paths = {path for path, item in document['paths'].items()
                   for operation in item.values() if operation.get('security') == []}
-    assert open_paths == {'/health', '/metrics', '/openapi.json', '/docs'}
+    assert open_paths == {'/health', '/metrics', '/kinds', '/openapi.json', '/docs'}
+    for path in open_paths:
+        responses = set(document['paths'][path]['get']['responses'])
+        assert not {'401', '403', '429'} & responses and {'414', '431'} <= responses
     assert '/health' in document['info']['description']
+    scopes = {(path, method): operation['security']
+              for path, item in document['paths'].items() for method, operation in item.items()
+              if path not in open_paths}
+    assert scopes[('/jobs/genre.create', 'post')] == [{'bearerAuth': ['enqueue']}]
+    assert scopes[('/jobs/genre.create/batch', 'post')] == [{'bearerAuth': ['enqueue']}]
+    assert scopes[('/jobs', 'get')] == [{'bearerAuth': ['read']}]
+    assert scopes[('/jobs/{job_id}', 'get')] == [{'bearerAuth': ['read']}]
+    assert scopes[('/jobs/{job_id}/retry', 'post')] == [{'bearerAuth': ['admin']}]
+    assert {s[0]['bearerAuth'][0] for s in scopes.values()} == set(ENDPOINT_SCOPES.values())
+
+
+def test_operation_ids_are_identifiers(document):
+    ids = [operation['operationId'] for item in document['paths'].values()
+           for operation in item.values()]
+    assert len(ids) == len(set(ids))
+    for operation_id in ids:
+        assert operation_id.isidentifier(), operation_id
+
+
+def test_allow_names_the_documented_methods_of_each_path(app, client, document):
+    for path, item in document['paths'].items():
+        response = client.options(path.replace('{job_id}', '7'))
+        allowed = {m.strip().lower() for m in response.headers['Allow'].split(',')}
+        assert allowed - {'head', 'options'} == set(item), path
+
+
+@pytest.mark.parametrize('job_id', ['abc', 'genre', '-1', '1.5', '1e3', 'nope.kind'])
+def test_a_job_id_that_is_not_a_number_is_404_in_the_envelope(client, document, job_id):
+    response = client.get(f'/jobs/{job_id}')
+    assert response.status_code == 404
+    assert not list(response_validator(document, '/jobs/{job_id}', 'get', '404')
+                    .iter_errors(response.get_json()))
+
+
+def test_the_shown_schemas_refuse_what_postgresql_cannot_store(client, document):
+    """What the kinds' schemas in the document accept, json_body accepts too:
+    a NUL breaks the shown schema, and is a 400; an unpaired surrogate (not
+    Unicode text) is a 400 the document's 400 names."""
+    kinds = client.get('/kinds').get_json()['kinds']
+    for bad in ('a\x00b', '\x00'):
+        payload = {'name': bad, 'description': 'd'}
+        for schema in (body_schema(document, '/jobs/genre.create'),
+                       next(k['schema'] for k in kinds if k['name'] == 'genre.create')):
+            assert not Draft202012Validator(schema).is_valid(payload)
+    assert 'unpaired surrogate' in document['components']['responses']['BadRequest'][
+        'description']
+    for bad in ('a\x00b', 'a\ud800', '\udfff'):
+        raw = json.dumps({'name': bad, 'description': 'd'})  # the escapes json_body looks for
+        response = client.post('/jobs/genre.create', data=raw, content_type='application/json')
+        assert response.status_code == 400, raw
+    good = {'name': 'emoji \U0001F600 and \u00e9', 'description': 'line\nbreak'}
+    assert Draft202012Validator(body_schema(document, '/jobs/genre.create')).is_valid(good)
+    assert client.post('/jobs/genre.create', json=good).status_code == 202
+
+
+def test_scopes_and_limits_answer_as_documented(make_app, clean, document):
+    client = make_app(FLASK_API_TOKENS='reader-token:read,writer-token:enqueue+admin',
+                      FLASK_RATE_LIMIT_READ='2/hour').test_client()
+
+    def check(path, method, status, response):
+        assert response.status_code == int(status), response.get_data(as_text=True)
+        assert not list(response_validator(document, path, method, status)
+                        .iter_errors(response.get_json()))
+        return response
+
+    reader = {'Authorization': 'Bearer reader-token'}
+    writer = {'Authorization': 'Bearer writer-token'}
+    body = {'name': 'jazz', 'description': 'swing'}
+    check('/jobs/genre.create', 'post', '401', client.post('/jobs/genre.create', json=body))
+    forbidden = check('/jobs/genre.create', 'post', '403',
+                      client.post('/jobs/genre.create', json=body, headers=reader))
+    assert 'enqueue' in forbidden.get_json()['message']
+    created = check('/jobs/genre.create', 'post', '202',
+                    client.post('/jobs/genre.create', json=body, headers=writer))
+    job_id = created.get_json()['id']
+    check('/jobs/{job_id}', 'get', '403', client.get(f'/jobs/{job_id}', headers=writer))
+    check('/jobs/{job_id}/retry', 'post', '403', client.post(f'/jobs/{job_id}/retry',
+                                                             headers=reader))
+    check('/jobs/{job_id}/retry', 'post', '409', client.post(f'/jobs/{job_id}/retry',
+                                                             headers=writer))
+    check('/jobs/{job_id}', 'get', '200', client.get(f'/jobs/{job_id}', headers=reader))
+    check('/jobs', 'get', '200', client.get('/jobs', headers=reader))
+    limited = check('/jobs', 'get', '429', client.get('/jobs', headers=reader))
+    assert 3000 < int(limited.headers['Retry-After']) <= 3601
+    # The count is the token's and the scope's: the writer still enqueues.
+    assert client.post('/jobs/genre.create', json=body, headers=writer).status_code == 202
+    assert client.get('/kinds').status_code == 200  # open, as /openapi.json
+
+
+def test_oversize_request_lines_and_headers_are_414_and_431_in_the_envelope(client, document):
+    def check(response, status):
+        assert response.status_code == status, response.get_data(as_text=True)
+        assert not list(response_validator(document, '/jobs', 'get', str(status))
+                        .iter_errors(response.get_json()))
+        assert response.headers['X-Request-ID']
+    assert client.get('/jobs?kind=' + 'k' * 4000).status_code == 200
+    check(client.get('/jobs?kind=' + 'k' * 4100), 414)
+    check(client.get('/nothing/' + 'k' * 4100), 414)
+    headers = {f'X-Extra-{n}': 'v' for n in range(95)}  # and the client's own (Host, ...)
+    assert client.get('/jobs', headers=headers).status_code == 200
+    check(client.get('/jobs', headers={**headers, **{f'X-More-{n}': 'v' for n in range(6)}}), 431)
+    assert client.get('/jobs', headers={'X-Big': 'v' * 8000}).status_code == 200
+    check(client.get('/jobs', headers={'X-Big': 'v' * 8190}), 431)
+
+
+def test_gunicorn_limits_are_above_the_apps():
+    import runpy
+
+    from web import request_limits
+    conf = runpy.run_path(os.path.join(ROOT, 'gunicorn.conf.py'))
+    assert conf['limit_request_line'] == 8190 > 2 * request_limits.MAX_REQUEST_LINE
+    assert conf['limit_request_fields'] == 2 * request_limits.MAX_HEADER_FIELDS
+    assert conf['limit_request_field_size'] == 2 * request_limits.MAX_HEADER_FIELD_SIZE
 
 
 def test_docs_and_document_need_no_token_when_tokens_are_set(make_app):
     client = make_app(FLASK_API_TOKENS='t1').test_client()
-    assert client.get('/kinds').status_code == 401
+    assert client.get('/jobs').status_code == 401
+    assert client.get('/kinds').status_code == 200
     assert client.get('/openapi.json').status_code == 200
     page = client.get('/docs')
     assert page.status_code == 200
@@ -194,7 +319,8 @@ def test_a_kind_schema_with_its_own_refs_and_dialect_stays_valid():
     embedded = body_schema(document, '/jobs/thing.create')
     rebased = '#/components/schemas/thing.create/$defs/name'
     assert embedded['properties']['name'] == {'$ref': rebased}
-    assert resolve(document, embedded['properties']['name']) == schema['$defs']['name']
+    assert resolve(document, embedded['properties']['name']) == storable_schema(
+        schema['$defs']['name'])
     assert embedded['properties']['tag'] == {'const': {'$ref': '#/data'}}  # data, not a reference
     assert schema['properties']['name'] == {'$ref': '#/$defs/name'}  # the kind's own is untouched
     assert body_schema(document, '/jobs/thing.create/batch')['maxItems'] == 7

@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import text
 
 from tests.integration.test_web import app, broker, clean, make_app  # noqa: F401
-from worker.execution import run_job
+from worker.execution import JobsFailed, run_job
 
 
 class Task:
@@ -72,7 +72,7 @@ def test_a_group_of_credits_is_applied_in_order_with_each_result(app):
     payloads = [{'user_id': hot if i % 4 else other, 'amount': i} for i in range(1, 21)]
     ids = queue(app, 'user.credit', payloads)
     outcome, _ = run(app, 'user.credit', ids)
-    assert outcome == '20 applied'
+    assert outcome == {'succeeded': 20}
     rows = jobs(app, ids)
     assert [(status, attempts) for status, attempts, _, _ in rows] == [('succeeded', 1)] * 20
     balances = {hot: 0, other: 100}
@@ -89,7 +89,7 @@ def test_one_failing_job_fails_alone_and_the_others_are_applied_once(app):
                                      {'user_id': user, 'amount': 3},
                                      {'user_id': 999999, 'amount': 1}])  # no such user
     outcome, _ = run(app, 'user.credit', ids)
-    assert outcome == '4 applied one by one'
+    assert outcome == {'succeeded': 2, 'failed': 2}  # what Flower shows as the result
     rows = jobs(app, ids)
     assert [status for status, *_ in rows] == ['succeeded', 'failed', 'succeeded', 'failed']
     assert [attempts for _, attempts, *_ in rows] == [1, 1, 1, 1]
@@ -100,8 +100,8 @@ def test_one_failing_job_fails_alone_and_the_others_are_applied_once(app):
 def test_a_second_delivery_changes_nothing(app):
     [user] = make_users(app, 0)
     ids = queue(app, 'user.credit', [{'user_id': user, 'amount': 2}] * 3)
-    assert run(app, 'user.credit', ids)[0] == '3 applied'
-    assert run(app, 'user.credit', ids)[0] == 'duplicate'
+    assert run(app, 'user.credit', ids)[0] == {'succeeded': 3}
+    assert run(app, 'user.credit', ids)[0] == {'duplicate': 3}
     assert credit(app, user) == 6
     assert [attempts for _, attempts, *_ in jobs(app, ids)] == [1, 1, 1]
 
@@ -110,11 +110,27 @@ def test_a_job_out_of_attempts_fails_and_the_rest_is_applied(app):
     [user] = make_users(app, 0)
     [spent] = queue(app, 'user.credit', [{'user_id': user, 'amount': 100}], attempts=5)
     fresh = queue(app, 'user.credit', [{'user_id': user, 'amount': 1}] * 2)
-    run(app, 'user.credit', [spent, *fresh])
+    assert run(app, 'user.credit', [spent, *fresh])[0] == {'succeeded': 2, 'failed': 1}
     rows = jobs(app, [spent, *fresh])
     assert rows[0][0] == 'failed' and 'worker lost' in rows[0][3]
     assert [status for status, *_ in rows[1:]] == ['succeeded', 'succeeded']
     assert credit(app, user) == 2
+
+
+def test_a_message_whose_jobs_all_failed_raises_with_the_reasons_once_recorded(app):
+    [user] = make_users(app, 0)
+    ids = queue(app, 'user.credit', [{'user_id': 999999, 'amount': 1},
+                                     {'user_id': user, 'amount': -5}])
+    with pytest.raises(JobsFailed) as failed:
+        run(app, 'user.credit', ids)
+    assert str(failed.value).startswith('2 failed: ')
+    assert 'does not exist' in str(failed.value) and 'below 0' in str(failed.value)
+    assert [status for status, *_ in jobs(app, ids)] == ['failed', 'failed']  # committed
+    # A second delivery finds them finished: nothing is run again, nothing raised.
+    assert run(app, 'user.credit', ids)[0] == {'duplicate': 2}
+    [single] = queue(app, 'user.credit', [{'user_id': 999999, 'amount': 1}])
+    with pytest.raises(JobsFailed, match=f'1 failed: job {single}: .*does not exist'):
+        run(app, 'user.credit', single)
 
 
 def test_a_group_is_claimed_and_visible_as_running_before_it_is_applied(app):
@@ -134,7 +150,7 @@ def test_a_group_is_claimed_and_visible_as_running_before_it_is_applied(app):
         assert credit(app, user) == 0
         other_worker.rollback()
     runner.join(10)
-    assert outcome == ['5 applied']
+    assert outcome == [{'succeeded': 5}]
     assert credit(app, user) == Decimal(5)
 
 
@@ -143,7 +159,7 @@ def test_a_group_is_claimed_and_visible_as_running_before_it_is_applied(app):
 ])
 def test_a_group_of_inserts_is_one_transaction(app, kind, payload):
     ids = queue(app, kind, [payload] * 50)
-    assert run(app, kind, ids)[0] == '50 applied'
+    assert run(app, kind, ids)[0] == {'succeeded': 50}
     rows = jobs(app, ids)
     assert {status for status, *_ in rows} == {'succeeded'}
     created = [result['id'] for _, _, result, _ in rows]

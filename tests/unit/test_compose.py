@@ -106,6 +106,16 @@ def test_secrets_come_from_the_env_file():
         assert password.startswith('${'), password
 
 
+def test_no_command_carries_a_secret():
+    """A command line is visible to every local user (ps): secrets travel in
+    the environment, which Flower (FLOWER_BASIC_AUTH) reads itself."""
+    commands = list(procfile().values()) + [normalised(services()[name]['command'])
+                                            for name in PROCESSES]
+    for command in commands:
+        assert '--basic-auth' not in command and 'FLOWER_BASIC_AUTH' not in command, command
+        assert not re.search(r'\$\{?\w*(PASSWORD|SECRET|TOKEN|AUTH)', command), command
+
+
 def test_the_real_env_file_is_git_ignored():
     if not (shutil.which('git') and os.path.isdir(os.path.join(ROOT, '.git'))):
         pytest.skip('not a git work tree')

@@ -97,11 +97,11 @@ def test_development_allows_an_open_api():
 def test_production_api_needs_the_token():
     app = service_app()
     client = app.test_client()
-    assert client.get('/kinds').status_code == 401
-    assert client.get('/kinds', headers={'Authorization': 'Bearer wrong-token-0123456'}
+    assert client.get('/jobs/1').status_code == 401
+    assert client.get('/jobs/1', headers={'Authorization': 'Bearer wrong-token-0123456'}
                       ).status_code == 401
     token = GOOD['FLASK_API_TOKENS']
-    assert client.get('/kinds', headers={'Authorization': f'Bearer {token}'}).status_code == 200
+    assert client.get('/jobs/1', headers={'Authorization': f'Bearer {token}'}).status_code != 401
     assert app.config['SECRET_KEY'] == GOOD['FLASK_SECRET_KEY']
 
 

@@ -1,0 +1,55 @@
+"""Rate limits per token and scope (FLASK_RATE_LIMIT_<SCOPE>), counted by
+flask-limiter in Redis, so every web process and host shares the counts.
+
+A token's requests to the endpoints of one scope share one count (fixed
+windows); past it the answer is 429 in the envelope with `Retry-After` (and
+seconds until the window ends). Open endpoints and an
+open API (no tokens configured: nobody to count for) are not limited. If the
+counting Redis is unreachable, requests are let through (logged): the
+enqueue then meets the broker's own 503."""
+import math
+import time
+
+from flask import g
+from flask_limiter import Limiter, RateLimitExceeded
+
+from service.settings import rate_limit_storage
+from web.auth import ENDPOINT_SCOPES
+from web.errors import envelope
+
+EXTENSION = 'rate_limits'
+
+
+def _token_key():
+    return g.api_token_fingerprint
+
+
+def _unauthenticated():
+    # No token was checked (an open API): nothing to count per.
+    return g.get('api_token_fingerprint') is None
+
+
+def init_rate_limits(app):
+    """Limit the endpoints of each scope; run after auth's before_request
+    (the key is the token auth found) and after the routes are registered."""
+    limiter = Limiter(
+        key_func=_token_key, app=app, storage_uri=rate_limit_storage(app.config),
+        storage_options={'socket_connect_timeout': 1, 'socket_timeout': 1},
+        strategy='fixed-window', headers_enabled=False, swallow_errors=True,
+        key_prefix='ratelimit')
+    for endpoint, scope in ENDPOINT_SCOPES.items():
+        limit = app.config[f'FLASK_RATE_LIMIT_{scope.upper()}']
+        if limit and endpoint in app.view_functions:
+            shared = limiter.shared_limit(limit, scope=scope, exempt_when=_unauthenticated)
+            app.view_functions[endpoint] = shared(app.view_functions[endpoint])
+    app.extensions[EXTENSION] = limiter
+
+    @app.errorhandler(RateLimitExceeded)
+    def too_many(error):
+        breached = limiter.current_limit
+        wait = math.ceil(breached.reset_at - time.time()) if breached else 1
+        scope = getattr(error.limit, 'scope', 'these')
+        return envelope(429, f'too many {scope} requests for this token ({error.description}): '
+                             'try again after Retry-After seconds',
+                        headers={'Retry-After': str(max(wait, 1))})
+    return limiter
