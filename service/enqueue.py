@@ -84,7 +84,10 @@ def in_seconds(seconds):
 def _check(kind, payload):
     if kind.surely_valid(payload):
         return
-    errors = [{'path': error.json_path, 'message': f'does not satisfy {error.validator}'}
+    # JSON pointers, as the API's; the rule broken, not the message (it may quote a password).
+    errors = [{'path': ''.join('/' + str(part).replace('~', '~0').replace('/', '~1')
+                               for part in error.absolute_path),
+               'message': f'does not satisfy {error.validator}'}
               for error in kind.validator.iter_errors(payload)]
     if errors:
         first = errors[0]
