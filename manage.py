@@ -270,7 +270,7 @@ def parser():
     r.add_argument('processes', nargs='*', help='only these Procfile processes (default: all)')
     r.set_defaults(func=cmd_run)
     b = sub.add_parser('bench', help=cmd_bench.__doc__, add_help=False,
-                       epilog='Options: --seconds N, --scenarios a,b, --no-naive')
+                       epilog='Options: --seconds N, --scenarios a,b, --no-naive, --scheduled-jobs N')
     b.set_defaults(func=cmd_bench)
     d = sub.add_parser('db', help=cmd_db.__doc__)
     d.add_argument('action', choices=['sync', 'clean', 'upgrade'])

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import datetime, timezone
 
 import redis
 from sqlalchemy import create_engine, text
@@ -25,7 +26,7 @@ BROKER_URL = os.environ.get('BENCH_BROKER_URL', 'redis://127.0.0.1:6379/14')
 NAIVE_DIR = os.environ.get('NAIVE_STACK_DIR',
                            os.path.join(ROOT, '..', 'shared', 'anchors', 'naive_stack'))
 PORT = int(os.environ.get('BENCH_PORT', '8741'))
-SCENARIOS = ('single', 'batch', 'hot_row', 'latency', 'memory')
+SCENARIOS = ('single', 'batch', 'hot_row', 'latency', 'memory', 'scheduled')
 BATCH = 500
 
 
@@ -212,12 +213,51 @@ class Bench:
                 'growth': round(marks[total] / marks[first] - 1, 3)}
 
 
+SCHEDULED_JOBS = 10_000  # --scheduled-jobs 100000 for the issue's size
+
+
+def scheduled(bench, total):
+    """`total` jobs scheduled (batches of BATCH, each its own run_at, spread
+    over `bench.seconds` after a lead long enough to post them all), published
+    by beat's due pass: how late they ran, run_at to completion."""
+    bench.reset()
+    beat = Process('beat', {**bench.env, 'BEAT_SCHEDULE_FILE': os.path.join(bench.log_dir, 'beat-schedule')},
+                   bench.log_dir)
+    import requests
+    session = requests.Session()
+    batches = max(1, total // BATCH)
+    lead = 5 + total / 5000  # seconds to post them all before the first is due
+    start = time.time() + lead
+    items = [{'name': 'later', 'description': 'scheduled'}] * BATCH
+    progress(f'scheduled: {batches * BATCH} jobs, due from {lead:.0f} s on over {bench.seconds} s')
+    posted_late = 0
+    try:
+        for i in range(batches):
+            run_at = start + i * bench.seconds / batches
+            stamp = datetime.fromtimestamp(run_at, timezone.utc).isoformat()
+            session.post(bench.url + '/jobs/genre.create/batch', params={'run_at': stamp},
+                         json=items, timeout=60).raise_for_status()
+            posted_late += time.time() > run_at
+        bench.wait_applied(batches * BATCH, timeout=lead + bench.seconds + 300)
+    finally:
+        beat.stop()
+    count, p50, p99, earliest = bench.ledger(ledger.scheduled_lateness)
+    return {'scenario': 'scheduled', 'accepted': batches * BATCH, 'applied': count,
+            'lateness_p50_ms': round(p50.total_seconds() * 1000, 1),
+            'lateness_p99_ms': round(p99.total_seconds() * 1000, 1),
+            'earliest_ms': round(earliest.total_seconds() * 1000, 1),
+            'posted_after_due': posted_late}
+
+
 def main(argv):
     import argparse
     parser = argparse.ArgumentParser(prog='manage.py bench', description=__doc__)
     parser.add_argument('--seconds', type=int, default=10, help='wrk duration per scenario')
     parser.add_argument('--scenarios', default=','.join(SCENARIOS))
     parser.add_argument('--no-naive', action='store_true', help='skip the naive stack')
+    parser.add_argument('--scheduled-jobs', type=int, default=SCHEDULED_JOBS, metavar='N',
+                        help=f'jobs of the scheduled scenario (default {SCHEDULED_JOBS:,}; '
+                             'the lateness target is for 100,000)')
     args = parser.parse_args(argv)
     wanted = args.scenarios.split(',')
     naive_single = naive_locked = None
@@ -235,6 +275,8 @@ def main(argv):
             if scenario == 'latency':
                 peak = (single or bench.single())['jobs_per_s']
                 result = bench.latency(peak / 2)
+            elif scenario == 'scheduled':
+                result = scheduled(bench, args.scheduled_jobs)
             else:
                 result = getattr(bench, scenario)()
             if scenario == 'single':
