@@ -214,12 +214,13 @@ class Bench:
 
 
 SCHEDULED_JOBS = 10_000  # --scheduled-jobs 100000 for the issue's size
+SCHEDULED_RATE = 2000  # jobs falling due per second: about the single-POST peak
 
 
-def scheduled(bench, total):
-    """`total` jobs scheduled (batches of BATCH, each its own run_at, spread
-    over `bench.seconds` after a lead long enough to post them all), published
-    by beat's due pass: how late they ran, run_at to completion."""
+def scheduled(bench, total, rate=SCHEDULED_RATE):
+    """`total` jobs scheduled (batches of BATCH, each its own run_at, `rate`
+    falling due per second, after a lead long enough to post them all),
+    published by beat's due pass: how late they ran, run_at to completion."""
     bench.reset()
     beat = Process('beat', {**bench.env, 'BEAT_SCHEDULE_FILE': os.path.join(bench.log_dir, 'beat-schedule')},
                    bench.log_dir)
@@ -227,22 +228,24 @@ def scheduled(bench, total):
     session = requests.Session()
     batches = max(1, total // BATCH)
     lead = 5 + total / 5000  # seconds to post them all before the first is due
+    spread = batches * BATCH / rate
     start = time.time() + lead
     items = [{'name': 'later', 'description': 'scheduled'}] * BATCH
-    progress(f'scheduled: {batches * BATCH} jobs, due from {lead:.0f} s on over {bench.seconds} s')
+    progress(f'scheduled: {batches * BATCH} jobs, due from {lead:.0f} s on over {spread:.0f} s')
     posted_late = 0
     try:
         for i in range(batches):
-            run_at = start + i * bench.seconds / batches
+            run_at = start + i * spread / batches
             stamp = datetime.fromtimestamp(run_at, timezone.utc).isoformat()
             session.post(bench.url + '/jobs/genre.create/batch', params={'run_at': stamp},
                          json=items, timeout=60).raise_for_status()
             posted_late += time.time() > run_at
-        bench.wait_applied(batches * BATCH, timeout=lead + bench.seconds + 300)
+        bench.wait_applied(batches * BATCH, timeout=lead + spread + 300)
     finally:
         beat.stop()
     count, p50, p99, earliest = bench.ledger(ledger.scheduled_lateness)
     return {'scenario': 'scheduled', 'accepted': batches * BATCH, 'applied': count,
+            'due_per_s': rate,
             'lateness_p50_ms': round(p50.total_seconds() * 1000, 1),
             'lateness_p99_ms': round(p99.total_seconds() * 1000, 1),
             'earliest_ms': round(earliest.total_seconds() * 1000, 1),
@@ -258,6 +261,8 @@ def main(argv):
     parser.add_argument('--scheduled-jobs', type=int, default=SCHEDULED_JOBS, metavar='N',
                         help=f'jobs of the scheduled scenario (default {SCHEDULED_JOBS:,}; '
                              'the lateness target is for 100,000)')
+    parser.add_argument('--scheduled-rate', type=int, default=SCHEDULED_RATE, metavar='N',
+                        help=f'of those, jobs falling due per second (default {SCHEDULED_RATE})')
     args = parser.parse_args(argv)
     wanted = args.scenarios.split(',')
     naive_single = naive_locked = None
@@ -276,7 +281,7 @@ def main(argv):
                 peak = (single or bench.single())['jobs_per_s']
                 result = bench.latency(peak / 2)
             elif scenario == 'scheduled':
-                result = scheduled(bench, args.scheduled_jobs)
+                result = scheduled(bench, args.scheduled_jobs, args.scheduled_rate)
             else:
                 result = getattr(bench, scenario)()
             if scenario == 'single':

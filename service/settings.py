@@ -111,7 +111,7 @@ SETTINGS = {
     'WORKER_SWEEP_EVERY_SECONDS': Setting(
         30.0, float, 'How often beat runs the recovery sweep.'),
     'WORKER_DUE_EVERY_SECONDS': Setting(
-        0.5, float, "How often beat's due pass queues the scheduled jobs whose time has come "
+        0.25, float, "How often beat's due pass queues the scheduled jobs whose time has come "
                     '(and enqueues the periodic jobs whose slot has come).'),
     'WORKER_KIND_MODULES': Setting(
         '', str, 'Comma-separated modules of your own declaring job kinds (@kind), imported by '
