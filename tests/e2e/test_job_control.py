@@ -128,19 +128,32 @@ def test_a_job_due_while_all_was_stopped_runs_once_and_a_cancelled_ones_late_mes
     assert again.status_code == 409 and 'succeeded' in again.json()['message']
 
 
-def test_bulk_cancel_and_retry_answer_the_count(clean):
+def manage(svc, *args, stdin=None):
+    return subprocess.run([sys.executable, os.path.join(ROOT, 'manage.py'), *args, '--url',
+                           svc.url], input=stdin, env={**os.environ, 'FLASK_API_TOKENS': ''},
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_the_cli_schedules_cancels_and_retries_in_bulk_answering_the_count(clean):
     failed = [clean.run('user.credit', {'user_id': 999, 'amount': 1})['id'] for _ in range(2)]
-    waiting = [post(clean, 'genre.create', {'name': 'w', **GENRE}, delay='60')['id']
-               for _ in range(3)]
-    cancel = clean.http.post(f'{clean.url}/jobs/cancel',
-                             params={'status': 'scheduled', 'kind': 'genre.create'}, timeout=10)
-    assert cancel.json() == {'count': 3}
-    retry = clean.http.post(f'{clean.url}/jobs/retry',
-                            params={'status': 'failed', 'kind': 'user.credit'}, timeout=10)
-    assert retry.json() == {'count': 2, 'refused': 0}
+    lines = ''.join(json.dumps({'kind': 'genre.create', 'payload': {'name': 'w', **GENRE},
+                                'delay': 60}) + '\n' for _ in range(3))
+    sent = manage(clean, 'enqueue', '-', '--no-progress', stdin=lines)
+    assert sent.returncode == 0 and 'accepted 3' in sent.stdout, sent.stdout + sent.stderr
+    waiting = [job['id'] for job in json.loads(manage(
+        clean, 'jobs', 'list', '--status', 'scheduled').stdout)['jobs']]
+    assert len(waiting) == 3
+    one = manage(clean, 'jobs', 'cancel', str(waiting[0]))
+    assert one.returncode == 0 and json.loads(one.stdout)['status'] == 'cancelled', one.stderr
+    cancel = manage(clean, 'jobs', 'cancel', '--status', 'scheduled', '--kind', 'genre.create')
+    assert json.loads(cancel.stdout) == {'count': 2}, cancel.stderr
+    retry = manage(clean, 'jobs', 'retry', '--status', 'failed', '--kind', 'user.credit')
+    assert json.loads(retry.stdout) == {'count': 2, 'refused': 0}, retry.stderr
     for job in clean.wait_jobs(failed).values():  # run again: the user is still missing
         assert (job['status'], job['attempts']) == ('failed', 1)
     assert {clean.job(j)['status'] for j in waiting} == {'cancelled'}
+    bare = manage(clean, 'jobs', 'cancel')
+    assert bare.returncode == 2 and 'filters' in bare.stderr
 
 
 def test_a_running_job_is_not_cancelled_and_a_timed_out_one_releases_its_locks(clean):
