@@ -141,9 +141,9 @@ def create_batch(kind_name):
     keys = idempotency.request_keys(len(payloads))
     run_at, asked = _schedule()
     kept = [stored(kind, p, prefix=(i,)) for i, p in enumerate(payloads)]
-    ids, _ = _enqueue(kind, payloads, kept, keys, run_at, asked)
+    ids, created = _enqueue(kind, payloads, kept, keys, run_at, asked)
     body = {'ids': ids}
-    if run_at is not None:
+    if run_at is not None and created:  # a replay's jobs keep the run_at of the first request
         body['run_at'] = run_at.isoformat()
     return body, 202
 
