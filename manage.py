@@ -387,7 +387,8 @@ def parser():
     r.add_argument('--servers', choices=SERVER_MODES, help=SERVERS_HELP)
     r.set_defaults(func=cmd_run)
     b = sub.add_parser('bench', help=cmd_bench.__doc__, add_help=False,
-                       epilog='Options: --seconds N, --scenarios a,b, --no-naive')
+                       epilog='Options: --seconds N, --scenarios a,b, --no-naive, '
+                              '--no-procrastinate, --scheduled-jobs N, --scheduled-rate N')
     b.add_argument('--servers', choices=SERVER_MODES, help=SERVERS_HELP)
     b.set_defaults(func=cmd_bench)
     d = sub.add_parser('db', help=cmd_db.__doc__)

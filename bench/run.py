@@ -17,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import datetime, timezone
 
 import redis
 from sqlalchemy import create_engine, text
@@ -31,7 +32,7 @@ from cli.processes import Process, rss_bytes
 
 DB_URL = os.environ.get('BENCH_DATABASE_URL', 'postgresql://ds:dsps@127.0.0.1:5432/ds_bench')
 PORT = int(os.environ.get('BENCH_PORT', '8741'))
-SCENARIOS = ('single', 'batch', 'hot_row', 'latency', 'memory', 'floor')
+SCENARIOS = ('single', 'batch', 'hot_row', 'latency', 'memory', 'floor', 'scheduled')
 BATCH = 500
 # The probes of the client-side latency: a few jobs a second, polled every 2 ms.
 PROBES_PER_S = 20
@@ -328,6 +329,40 @@ def emit(result):
     print(json.dumps(result), flush=True)
 
 
+SCHEDULED_JOBS = 10_000  # --scheduled-jobs 100000 for the issue's size
+SCHEDULED_RATE = 2000  # jobs falling due per second: about the single-POST peak
+
+
+def scheduled(bench, total, rate=SCHEDULED_RATE):
+    """`total` jobs scheduled (batches of BATCH, each its own run_at, `rate`
+    falling due per second, after a lead long enough to post them all),
+    published by beat's due pass: how late they ran, run_at to completion."""
+    bench.reset()  # the service's beat runs the due pass
+    import requests
+    session = requests.Session()
+    batches = max(1, total // BATCH)
+    lead = 5 + total / 5000  # seconds to post them all before the first is due
+    spread = batches * BATCH / rate
+    start = time.time() + lead
+    items = [{'name': 'later', 'description': 'scheduled'}] * BATCH
+    progress(f'scheduled: {batches * BATCH} jobs, due from {lead:.0f} s on over {spread:.0f} s')
+    posted_late = 0
+    for i in range(batches):
+        run_at = start + i * spread / batches
+        stamp = datetime.fromtimestamp(run_at, timezone.utc).isoformat()
+        session.post(bench.url + '/jobs/genre.create/batch', params={'run_at': stamp},
+                     json=items, timeout=60).raise_for_status()
+        posted_late += time.time() > run_at
+    bench.wait_applied(batches * BATCH, timeout=lead + spread + 300)
+    count, p50, p99, earliest = bench.ledger(ledger.scheduled_lateness)
+    return {'scenario': 'scheduled', 'accepted': batches * BATCH, 'applied': count,
+            'due_per_s': rate,
+            'lateness_p50_ms': round(p50.total_seconds() * 1000, 1),
+            'lateness_p99_ms': round(p99.total_seconds() * 1000, 1),
+            'earliest_ms': round(earliest.total_seconds() * 1000, 1),
+            'posted_after_due': posted_late}
+
+
 def main(argv):
     import argparse
     parser = argparse.ArgumentParser(prog='manage.py bench', description=__doc__)
@@ -336,6 +371,11 @@ def main(argv):
     parser.add_argument('--no-naive', action='store_true', help='skip the naive stack')
     parser.add_argument('--no-procrastinate', action='store_true',
                         help='skip the procrastinate stack')
+    parser.add_argument('--scheduled-jobs', type=int, default=SCHEDULED_JOBS, metavar='N',
+                        help=f'jobs of the scheduled scenario (default {SCHEDULED_JOBS:,}; '
+                             'the lateness target is for 100,000)')
+    parser.add_argument('--scheduled-rate', type=int, default=SCHEDULED_RATE, metavar='N',
+                        help=f'of those, jobs falling due per second (default {SCHEDULED_RATE})')
     args = parser.parse_args(argv)
     wanted = args.scenarios.split(',')
     unknown = set(wanted) - set(SCENARIOS)
@@ -376,6 +416,8 @@ def run_service(args, wanted, log_dir, broker, peers):
             if scenario == 'latency':
                 peak = (single or bench.single())['jobs_per_s']
                 result = bench.latency(peak / 2)
+            elif scenario == 'scheduled':
+                result = scheduled(bench, args.scheduled_jobs, args.scheduled_rate)
             else:
                 result = getattr(bench, scenario)()
             if scenario == 'single':

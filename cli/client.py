@@ -99,13 +99,15 @@ class Client:
             body = None
         return body if isinstance(body, dict) else {'message': response.text[:200]}
 
-    def post_job(self, kind, payload, idempotency_key=None):
+    def post_job(self, kind, payload, idempotency_key=None, schedule=None):
+        """`schedule`: {'run_at': RFC 3339} or {'delay': seconds}, or None (at once)."""
         headers = {'Idempotency-Key': idempotency_key} if idempotency_key else {}
         return self.request('POST', f'/jobs/{quote(kind, safe="")}', json=payload,
-                            headers=headers)
+                            headers=headers, params=schedule or None)
 
-    def post_batch(self, kind, payloads):
-        return self.request('POST', f'/jobs/{quote(kind, safe="")}/batch', json=payloads)
+    def post_batch(self, kind, payloads, schedule=None):
+        return self.request('POST', f'/jobs/{quote(kind, safe="")}/batch', json=payloads,
+                            params=schedule or None)
 
     def list_jobs(self, status=None, kind=None, limit=None):
         params = {k: v for k, v in (('status', status), ('kind', kind), ('limit', limit))
@@ -117,3 +119,18 @@ class Client:
 
     def retry_job(self, job_id):
         return self.request('POST', f'/jobs/{job_id}/retry')
+
+    def cancel_job(self, job_id):
+        return self.request('POST', f'/jobs/{job_id}/cancel')
+
+    def cancel_jobs(self, **filters):
+        """Bulk cancel: filters status, kind, created_before (None: not given)."""
+        return self.request('POST', '/jobs/cancel', params=_given(filters))
+
+    def retry_jobs(self, **filters):
+        """Bulk retry: filters status, kind, created_before, and limit."""
+        return self.request('POST', '/jobs/retry', params=_given(filters))
+
+
+def _given(params):
+    return {k: v for k, v in params.items() if v is not None}

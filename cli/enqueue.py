@@ -2,7 +2,9 @@
 running service.
 
 Each line is `{"kind": ..., "payload": {...}}`, optionally with
-"idempotency_key". Consecutive lines of one kind go as one
+"idempotency_key", and "run_at" (RFC 3339) or "delay" (seconds) to schedule
+it (sent as the query parameters of the same name; consecutive lines of one
+kind and one schedule share a batch). Consecutive lines of one kind go as one
 POST /jobs/<kind>/batch of up to `batch_size`; a line with an idempotency key
 goes alone (POST /jobs/<kind> with the Idempotency-Key header), so that
 sending the file again returns its job instead of making a second one.
@@ -18,7 +20,7 @@ from tqdm import tqdm
 
 from cli.client import Refused, ServiceError
 
-FIELDS = ('kind', 'payload', 'idempotency_key')
+FIELDS = ('kind', 'payload', 'idempotency_key', 'run_at', 'delay')
 # Fields whose values are not repeated in a refusal reason (the service's
 # schema messages quote the value they refuse).
 SECRET_FIELD = re.compile('password|secret|token', re.IGNORECASE)
@@ -33,6 +35,7 @@ class Line:
     kind: str
     payload: dict
     key: Optional[str] = None
+    schedule: Optional[dict] = None  # {'run_at': ...} or {'delay': ...}
 
 
 @dataclass
@@ -78,14 +81,23 @@ def parse_line(number, raw):
     unknown = sorted(set(document) - set(FIELDS))
     if unknown:
         raise ValueError(f'unknown field {unknown[0]!r} (fields: {", ".join(FIELDS)})')
-    kind, payload, key = (document.get(name) for name in FIELDS)
+    kind, payload, key, run_at, delay = (document.get(name) for name in FIELDS)
     if not isinstance(kind, str) or not kind:
         raise ValueError('"kind" is required: a job kind name (GET /kinds lists them)')
     if not isinstance(payload, dict):
         raise ValueError('"payload" is required: a JSON object')
     if key is not None and (not isinstance(key, str) or not key):
         raise ValueError('"idempotency_key" is a non-empty string')
-    return Line(number, kind, payload, key)
+    if run_at is not None and delay is not None:
+        raise ValueError('give "run_at" or "delay", not both')
+    if run_at is not None and (not isinstance(run_at, str) or not run_at):
+        raise ValueError('"run_at" is an RFC 3339 date-time string')
+    if delay is not None and (isinstance(delay, bool) or not isinstance(delay, (int, float))
+                              or delay < 0):
+        raise ValueError('"delay" is a number of seconds, 0 or more')
+    schedule = ({'run_at': run_at} if run_at is not None
+                else {'delay': repr(delay)} if delay is not None else None)
+    return Line(number, kind, payload, key, schedule)
 
 
 def numbered_lines(stream):
@@ -126,7 +138,8 @@ class Enqueuer:
 
     def send_one(self, line):
         try:
-            self.client.post_job(line.kind, line.payload, idempotency_key=line.key)
+            self.client.post_job(line.kind, line.payload, idempotency_key=line.key,
+                                 schedule=line.schedule)
         except Refused as refused:
             if refused.status in STOP_STATUSES:
                 self._stop(line, _reason(refused, {}))
@@ -147,7 +160,8 @@ class Enqueuer:
                 pending.clear()
                 return
             try:
-                self.client.post_batch(group[0].kind, [line.payload for line in group])
+                self.client.post_batch(group[0].kind, [line.payload for line in group],
+                                       schedule=group[0].schedule)
             except Refused as refused:
                 if refused.status in STOP_STATUSES:
                     self._stop(group[0], _reason(refused, {}))
@@ -180,6 +194,7 @@ class Enqueuer:
                     self.refuse(number, str(error)[:REASON_LENGTH])
                     continue
                 if group and (line.kind != group[0].kind or line.key is not None
+                              or line.schedule != group[0].schedule
                               or len(group) >= self.batch_size):
                     try:
                         self.send(group)

@@ -3,16 +3,22 @@
 A job is recorded queued (record), claimed running by a worker (claim),
 completed with its effect's result in the effect's own transaction
 (complete), failed with a reason (fail), queued again for its next attempt
-after a transient error (requeue) or by an operator (requeue_failed),
-taken back when its message could not be sent (withdraw, restore_failed),
-and found again by the recovery sweep (take_stale). Errors: LedgerError.
+after a transient error (requeue) or by an operator (requeue_failed,
+retry_matching), taken back when its message could not be sent (withdraw,
+restore_failed), and found again by the recovery sweep (take_stale). A job
+recorded with a run_at waits scheduled until beat's due pass queues it
+(take_due); a handler may put its job back to wait (reschedule). A scheduled
+or queued job may be cancelled (cancel, cancel_matching). Errors: LedgerError.
 """
-from ledger.control import Retried, requeue_failed, restore_failed
+from ledger.control import (Retried, cancel, cancel_matching, requeue_failed, restore_failed,
+                            retry_matching)
 from ledger.errors import IdempotencyConflict, JobNotFound, LedgerError, WrongStatus
 from ledger.model import MAX_JOB_ID, Job, Status
-from ledger.reads import get, listing, succeeded_durations, total_count, unfinished_count
+from ledger.reads import (get, listing, scheduled_lateness, succeeded_durations, total_count,
+                          unfinished_count)
 from ledger.record import insert_jobs, record, withdraw
 from ledger.run import claim, complete, fail, lock_running, requeue
+from ledger.schedule import reschedule, return_due, take_due
 from ledger.sweep import take_stale
 
 __all__ = [
@@ -20,7 +26,9 @@ __all__ = [
     'LedgerError', 'IdempotencyConflict', 'JobNotFound', 'WrongStatus',
     'record', 'insert_jobs', 'withdraw',
     'claim', 'lock_running', 'complete', 'fail', 'requeue',
-    'Retried', 'requeue_failed', 'restore_failed',
+    'Retried', 'requeue_failed', 'restore_failed', 'retry_matching',
+    'cancel', 'cancel_matching', 'take_due', 'return_due', 'reschedule',
     'get', 'listing', 'unfinished_count', 'total_count', 'succeeded_durations',
+    'scheduled_lateness',
     'take_stale',
 ]

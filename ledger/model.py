@@ -13,15 +13,27 @@ MAX_JOB_ID = 2**63 - 1
 class Status(StrEnum):
     """A job goes queued -> running -> succeeded | failed; a failed job may be
     queued again (retry), and a running one whose attempt met a transient
-    error is queued again for its next attempt."""
+    error is queued again for its next attempt. A job given a time to run
+    waits scheduled until it is due (then queued); a scheduled or queued job
+    may be cancelled, which finishes it unapplied."""
+    SCHEDULED = 'scheduled'
     QUEUED = 'queued'
     RUNNING = 'running'
     SUCCEEDED = 'succeeded'
     FAILED = 'failed'
+    CANCELLED = 'cancelled'
 
     @classmethod
     def finished(cls):
-        return (cls.SUCCEEDED, cls.FAILED)
+        return (cls.SUCCEEDED, cls.FAILED, cls.CANCELLED)
+
+    @classmethod
+    def cancellable(cls):
+        return (cls.SCHEDULED, cls.QUEUED)
+
+    @classmethod
+    def retriable(cls):
+        return (cls.FAILED, cls.CANCELLED)
 
 
 class Job(BaseModel):
@@ -32,6 +44,11 @@ class Job(BaseModel):
         # each job costs the fewest index writes.
         Index('ix_jobs_unfinished', 'status', 'created_at',
               postgresql_where=text("status IN ('queued', 'running')")),
+        # The scheduled jobs by the time they are due (beat's due pass), and
+        # their ids (the metrics' oldest unfinished job): no entry for a job
+        # never scheduled, so the hot path pays nothing for it.
+        Index('ix_jobs_scheduled', 'run_at', 'id',
+              postgresql_where=text("status = 'scheduled'")),
         Index('ux_jobs_idempotency', 'idempotency_scope', 'idempotency_key', unique=True,
               postgresql_where=text('idempotency_key IS NOT NULL')),
     )
@@ -48,6 +65,8 @@ class Job(BaseModel):
     idempotency_scope = Column(String(64))
     idempotency_key = Column(Text)
     request_digest = Column(String(64))
+    # When a scheduled job is due (null: at once).
+    run_at = Column(DateTime(timezone=True))
     # X-Request-ID of the request that recorded it: the worker's log lines about it carry it.
     request_id = Column(String(128))
 
@@ -59,6 +78,7 @@ class Job(BaseModel):
             'created_at': self.created_at.isoformat() if self.created_at else None,
             'updated_at': self.updated_at.isoformat() if self.updated_at else None,
             'request_id': self.request_id,
+            'run_at': self.run_at.isoformat() if self.run_at else None,
         }
 
 

@@ -34,25 +34,34 @@ def insert_jobs(conn, jobs):
     return sorted(ids)
 
 
-def record(session, kind, payloads, *, scope=None, keys=None, digests=None, request_id=None):
+def record(session, kind, payloads, *, scope=None, keys=None, digests=None, request_id=None,
+           run_at=None):
     """Insert one queued job per payload (not committed), each with the
-    `request_id` of the request; return (ids, created).
+    `request_id` of the request; return (ids, created). With `run_at` (an
+    aware datetime) the jobs are scheduled instead: beat queues them when due.
 
     With idempotency `keys` (one per payload, with the `digests` of the
     requests), keys already recorded in `scope` insert nothing: their jobs'
     ids come back with created False. Raises IdempotencyConflict when a key
     was used for another request."""
-    if keys is None:
+    if keys is None and run_at is None:
         return insert_jobs(session, [(kind, p, request_id) for p in payloads]), True
     with translate():
-        return _record_keyed(session, kind, payloads, scope, keys, digests, request_id)
+        return _record_rows(session, kind, payloads, scope, keys, digests, request_id, run_at)
 
 
-def _record_keyed(session, kind, payloads, scope, keys, digests, request_id):
-    rows = [{'kind': kind, 'payload': p, 'status': Status.QUEUED, 'attempts': 0,
-             'request_id': request_id, 'idempotency_scope': scope, 'idempotency_key': key,
+def _record_rows(session, kind, payloads, scope, keys, digests, request_id, run_at):
+    status = Status.QUEUED if run_at is None else Status.SCHEDULED
+    keyed = keys is not None
+    if not keyed:
+        keys = digests = [None] * len(payloads)
+    rows = [{'kind': kind, 'payload': p, 'status': status, 'attempts': 0, 'run_at': run_at,
+             'request_id': request_id, 'idempotency_scope': scope if keyed else None, 'idempotency_key': key,
              'request_digest': digest}
             for p, key, digest in zip(payloads, keys, digests)]
+    if not keyed:
+        return session.scalars(pg_insert(Job).returning(Job.id, sort_by_parameter_order=True),
+                               rows).all(), True
     # Waits for a concurrent insert of the same key to commit, then skips the row.
     stmt = pg_insert(Job).on_conflict_do_nothing(
         index_elements=['idempotency_scope', 'idempotency_key'],

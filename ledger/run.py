@@ -9,16 +9,18 @@ from sqlalchemy import text
 from ledger.model import Status, id_array
 from pg.exceptions import translate
 
-# In id order, so two deliveries of one group cannot deadlock. "Not
-# finished" rather than "queued or running": worded so, the condition cannot
+# In id order, so two deliveries of one group cannot deadlock. A cancelled
+# job is never claimed (its message may arrive after the cancel), nor a
+# scheduled one (a message of an earlier attempt). "Not finished or waiting"
+# rather than "queued or running": worded so, the condition cannot
 # lead the planner to the partial index of unfinished jobs (which under a
 # backlog holds them all) instead of the primary key.
 CLAIM = text('''
 UPDATE jobs SET status = :running, attempts = attempts + 1, updated_at = now()
 WHERE id IN (SELECT id FROM jobs WHERE id = ANY(CAST(:ids AS bigint[]))
-             AND status NOT IN (:succeeded, :failed)
+             AND status NOT IN (:succeeded, :failed, :cancelled, :scheduled)
              ORDER BY id FOR UPDATE)
-RETURNING id, attempts, request_id
+RETURNING id, attempts, request_id, kind
 ''')
 
 ASYNC_COMMIT = text('SET LOCAL synchronous_commit TO off')
@@ -55,19 +57,20 @@ MAX_ERROR = 2000
 
 
 def claim(session, job_ids):
-    """Mark the unfinished jobs among `job_ids` running and count the attempt;
-    committed at once, so a worker that dies mid-job leaves a trace. Returns
-    {job id: (attempt number, request id)}; a job unknown or finished already
-    (a duplicate delivery) is left out."""
+    """Mark the queued or running jobs among `job_ids` running and count the
+    attempt; committed at once, so a worker that dies mid-job leaves a trace.
+    Returns {job id: (attempt number, request id, kind)}; a job unknown,
+    finished already (a duplicate delivery), cancelled or scheduled is left out."""
     with translate():
         # Not worth a wait for the disk: a claim lost in a crash only undercounts
         # attempts, while the effect and the completion are committed durably.
         session.execute(ASYNC_COMMIT)
         claimed = session.execute(CLAIM, {
             'ids': id_array(job_ids), 'running': Status.RUNNING,
-            'succeeded': Status.SUCCEEDED, 'failed': Status.FAILED}).all()
+            'succeeded': Status.SUCCEEDED, 'failed': Status.FAILED,
+            'cancelled': Status.CANCELLED, 'scheduled': Status.SCHEDULED}).all()
         session.commit()
-    return {job_id: (attempt, request_id) for job_id, attempt, request_id in claimed}
+    return {job_id: (attempt, request_id, kind) for job_id, attempt, request_id, kind in claimed}
 
 
 def lock_running(session, job_ids):

@@ -24,14 +24,14 @@ FROM (SELECT kind, status, attempts, date_part('epoch', finished_at - created_at
 GROUP BY kind, status
 ''')
 
-# The oldest unfinished job and the newest job older than `settle` seconds
+# The oldest unfinished job (scheduled ones too: through their own index) and the newest job older than `settle` seconds
 # (what may be settled), whether the job `mark` is still there (the ledger
 # was not emptied), the age of the oldest queued job, the sessions of this
 # database waiting for a lock. Through indexes (ix_jobs_unfinished, the
 # primary key: backwards over the last `settle` seconds of jobs).
 BOUNDS = text('''
-SELECT (SELECT min(id) FROM (SELECT id FROM jobs WHERE status IN (:queued, :running)
-                             OFFSET 0) AS unfinished),
+SELECT (SELECT least(min(id), (SELECT min(id) FROM jobs WHERE status = :scheduled))
+        FROM (SELECT id FROM jobs WHERE status IN (:queued, :running) OFFSET 0) AS unfinished),
        (SELECT id FROM jobs WHERE created_at < now() - make_interval(secs => :settle)
         ORDER BY id DESC LIMIT 1),
        (SELECT created_at FROM jobs WHERE id = :mark),
@@ -50,7 +50,8 @@ def bounds(conn, settle_seconds, mark_id):
     job, sessions waiting for a lock)."""
     with translate():
         return tuple(conn.execute(BOUNDS, {
-            'queued': Status.QUEUED, 'running': Status.RUNNING, 'settle': settle_seconds,
+            'queued': Status.QUEUED, 'running': Status.RUNNING, 'scheduled': Status.SCHEDULED,
+            'settle': settle_seconds,
             'mark': mark_id or 0}).one())
 
 

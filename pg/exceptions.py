@@ -62,11 +62,18 @@ class SerializationError(TransientError):
     sqlstate = '40001'
 
 
+class QueryCanceledError(PgError):
+    """The statement was cancelled: it ran past statement_timeout, or was asked to stop."""
+
+    sqlstate = '57014'
+
+
 class ConnectionLostError(TransientError):
     """The database is unreachable or the connection was lost."""
 
 
-_BY_SQLSTATE = {cls.sqlstate: cls for cls in (RowLockedError, DeadlockError, SerializationError)}
+_BY_SQLSTATE = {cls.sqlstate: cls for cls in (RowLockedError, DeadlockError, SerializationError,
+                                               QueryCanceledError)}
 
 
 def _sqlstate(error):

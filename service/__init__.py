@@ -39,14 +39,20 @@ def create_app(config=None, name='service'):
 
     import tasks
     from pg import init_db
-    from service import config_check, logs, security
+    from service.errors import ConfigError
+    from service import config_check, logs, periodic, security
     from service.queue import init_celery
+    from service.settings import split_list
     app = build_app(name, config)
     logs.configure(app.config)
     config_check.check(app.config, os.environ, config)
     # Here, so every process (web, worker, beat, Flower) refuses an unsafe production config.
     security.check(app.config)
     init_db(app)
-    tasks.load_all()
+    try:
+        registry = tasks.load_all(extra=split_list(app.config['WORKER_KIND_MODULES']))
+    except ImportError as error:
+        raise ConfigError(f'WORKER_KIND_MODULES: {error}') from None
+    app.extensions['periodic'] = periodic.parse(app.config, registry)
     init_celery(app)
     return app

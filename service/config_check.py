@@ -46,6 +46,8 @@ OTHER_SETTINGS = {
     'WEB_CONCURRENCY': ('1', "gunicorn's processes (gevent workers)."),
     'WEB_CONNECTIONS': ('1000', 'Requests in flight per web process.'),
     'WORKER_CONCURRENCY': ('2', 'Celery worker processes.'),
+    'WORKER_QUEUES': ('jobs', 'Comma-separated Celery queues the worker serves (its -Q): '
+                              'jobs, and the queues of the kinds routed to it.'),
     'BEAT_SCHEDULE_FILE': ('/tmp/celerybeat-schedule', "Where beat keeps its schedule's state."),
 }
 

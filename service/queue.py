@@ -38,16 +38,19 @@ def init_celery(app):
 
 def publish(celery, job_ids, kind, per_message=1):
     """Send the job ids over one connection, one message per job, or per
-    group of `per_message` jobs that the worker applies together.
+    group of `per_message` jobs that the worker applies together; to the
+    kind's own queue, with its priority, when it has them.
 
     Raises kombu.exceptions.OperationalError when the broker is unreachable."""
+    from tasks import REGISTRY
     job_ids = list(job_ids)
+    routing = REGISTRY[kind].routing if kind in REGISTRY else {}
     with celery.producer_or_acquire() as producer:
         for start in range(0, len(job_ids), per_message):
             group = job_ids[start:start + per_message]
             args = [group if len(group) > 1 else group[0]]
             celery.send_task(kind, args=args, producer=producer,
-                             argsrepr=_args_repr(args), kwargsrepr='{}')
+                             argsrepr=_args_repr(args), kwargsrepr='{}', **routing)
 
 
 def _args_repr(args, limit=1024):
@@ -55,6 +58,14 @@ def _args_repr(args, limit=1024):
     ids are ints, so plain repr says the same for a fraction of its cost."""
     shown = repr(args)
     return shown if len(shown) <= limit else shown[:limit - 3] + '...'
+
+
+def queues(celery):
+    """Every queue the jobs go to: the default one and the kinds' own."""
+    from tasks import REGISTRY
+    return [celery.conf.task_default_queue,
+            *sorted({k.queue for k in REGISTRY.values() if k.queue}
+                    - {celery.conf.task_default_queue})]
 
 
 def publish_recorded(by_kind):

@@ -4,6 +4,7 @@ Values come from, in order: an explicit mapping (tests), the environment,
 the default here. `service.build_app` loads them into `app.config`; the worker and
 Flower read the same config, so nothing else reads `os.environ`.
 """
+import json
 import os
 from typing import Any, Callable, NamedTuple
 
@@ -68,6 +69,20 @@ def _rate_limit(value):
     if text:
         parse_many(text)  # ValueError names what it could not read
     return text
+
+
+def _json_object(value):
+    if isinstance(value, dict):
+        return value
+    if not str(value).strip():
+        return {}
+    try:
+        parsed = json.loads(value)
+    except ValueError as error:
+        raise ValueError(f'it is not JSON: {error}') from None
+    if not isinstance(parsed, dict):
+        raise ValueError('it is a JSON object')
+    return parsed
 
 
 class Setting(NamedTuple):
@@ -147,6 +162,17 @@ SETTINGS = {
         60.0, float, 'A job running this long without its row lock held (its worker died) is run again.'),
     'WORKER_SWEEP_EVERY_SECONDS': Setting(
         30.0, float, 'How often beat runs the recovery sweep.'),
+    'WORKER_DUE_EVERY_SECONDS': Setting(
+        0.25, float, "How often beat's due pass queues the scheduled jobs whose time has come "
+                    '(and enqueues the periodic jobs whose slot has come).'),
+    'WORKER_KIND_MODULES': Setting(
+        '', str, 'Comma-separated modules of your own declaring job kinds (@kind), imported by '
+                 'every process after the tasks package.'),
+    'WORKER_PERIODIC_JOBS': Setting(
+        '', _json_object, 'Periodic jobs, a JSON object: {"<name>": {"kind": ..., "payload": '
+                          '{...}, "cron": "<5 fields, or 6 with seconds last>"}}, in UTC; each '
+                          'slot is enqueued once (however many beats run); of the slots missed '
+                          'while beat was down, only the latest runs.'),
     'LOG_FORMAT': Setting(
         'json', _log_format, 'json (one JSON object a line) or text: how web, worker, beat and '
                              'Flower write their logs.'),

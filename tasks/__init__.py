@@ -7,14 +7,19 @@ registry it fills.
 import importlib
 import pkgutil
 
-from tasks.kinds import REGISTRY, InvalidPayload, JobFailed, Kind, KindError, kind
+from tasks.kinds import (REGISTRY, InvalidPayload, JobFailed, JobTimeout, Kind, KindError,
+                         RetryLater, kind)
 
 
-def load_all():
-    """Import every module of this package; return the kinds by name."""
+def load_all(extra=()):
+    """Import every module of this package, and the `extra` modules named
+    (WORKER_KIND_MODULES: kinds declared outside it); return the kinds by name."""
     for module in pkgutil.iter_modules(__path__):
         importlib.import_module(f'{__name__}.{module.name}')
+    for name in extra:
+        importlib.import_module(name)
     return REGISTRY
 
 
-__all__ = ['REGISTRY', 'InvalidPayload', 'JobFailed', 'Kind', 'KindError', 'kind', 'load_all']
+__all__ = ['REGISTRY', 'InvalidPayload', 'JobFailed', 'JobTimeout', 'Kind', 'KindError',
+           'RetryLater', 'kind', 'load_all']

@@ -19,6 +19,16 @@ def redis_url(db):
     broker = urlsplit(os.environ.get('TEST_BROKER_URL', 'redis://127.0.0.1:6379/12'))
     return broker._replace(path=f'/{db}').geturl()
 
+
+# The two PostgreSQL drivers: psycopg 3 (postgresql://, the default) and psycopg2.
+DRIVERS = ('psycopg', 'psycopg2')
+
+
+def with_driver(url, driver):
+    """`url` with the driver named in its scheme (postgresql+psycopg2://...)."""
+    return url.replace('postgresql://', f'postgresql+{driver}://', 1)
+
+
 # The tests run the service in development mode (open API, fixed secrets);
 # tests/unit/test_security.py and tests/e2e/test_security.py set production themselves.
 os.environ['SERVICE_MODE'] = 'development'
@@ -56,12 +66,19 @@ def fresh_schema():
 
 
 @pytest.fixture
-def env():
+def pg_driver():
+    """The driver of the `env` fixture's URLs; a module overrides it with a
+    fixture parametrized by DRIVERS to run its tests on both."""
+    return 'psycopg'
+
+
+@pytest.fixture
+def env(pg_driver):
     """The environment of a service on both test databases."""
     values = {
         'FLASK_CONFIG_PREFIXES': 'SQLALCHEMY',
-        'SQLALCHEMY_DEFAULT': DATABASE_URL,
-        'SQLALCHEMY_DB2': DATABASE2_URL,
+        'SQLALCHEMY_DEFAULT': with_driver(DATABASE_URL, pg_driver),
+        'SQLALCHEMY_DB2': with_driver(DATABASE2_URL, pg_driver),
     }
     with patch.dict(os.environ, values):
         yield values

@@ -1,12 +1,15 @@
-"""The jobs API: accept, record and enqueue jobs; read them back; retry."""
+"""The jobs API: accept, record and enqueue jobs (now, or scheduled); read
+them back; retry and cancel them, one or every one matching a filter."""
 import re
+from datetime import datetime, timedelta, timezone
 
 from flask import Blueprint, current_app, request
+from rfc3339_validator import validate_rfc3339
 from werkzeug.exceptions import NotFound
 from werkzeug.routing import BaseConverter
 
 import ledger
-from service.queue import publish_recorded, publish_retried
+from service.queue import publish, publish_recorded, publish_retried
 from tasks import REGISTRY
 from web import idempotency, request_id
 from web.body import json_body, storable_schema
@@ -60,28 +63,68 @@ def _session():
     return current_app.extensions['pg'].pool.connection().session
 
 
-def _enqueue(kind, payloads, stored_payloads, keys=None):
-    """Record the jobs (committed), then publish them; return (ids, created).
+# The longest delay a job may be scheduled for (and a run_at as far ahead).
+MAX_DELAY_SECONDS = 10 * 366 * 86400
+DELAY = re.compile(r'[0-9]{1,9}(\.[0-9]{1,6})?')
+
+
+def _instant(name, value):
+    """An RFC 3339 date-time query parameter as an aware datetime; 400 otherwise."""
+    if len(value) > 40 or not validate_rfc3339(value):
+        raise ApiError(400, f'{name} is an RFC 3339 date-time, e.g. 2030-01-31T12:00:00Z')
+    try:
+        return datetime.fromisoformat(value.upper().replace('Z', '+00:00'))
+    except ValueError:
+        raise ApiError(400, f'{name} is not a date-time Python can hold') from None
+
+
+def _schedule():
+    """(run_at, what the client asked) of ?run_at= (RFC 3339) or ?delay=
+    (seconds), or (None, None): the job runs at once."""
+    run_at, delay = request.args.get('run_at'), request.args.get('delay')
+    if run_at is not None and delay is not None:
+        raise ApiError(400, 'give run_at or delay, not both')
+    now = datetime.now(timezone.utc)
+    if run_at is not None:
+        when = _instant('run_at', run_at)
+        if when - now > timedelta(seconds=MAX_DELAY_SECONDS):
+            raise ApiError(400, 'run_at is at most 10 years ahead')
+        return when, f'run_at={run_at}'
+    if delay is not None:
+        if not DELAY.fullmatch(delay) or float(delay) > MAX_DELAY_SECONDS:
+            raise ApiError(400, f'delay is a number of seconds from 0 to {MAX_DELAY_SECONDS}')
+        return now + timedelta(seconds=float(delay)), f'delay={delay}'
+    return None, None
+
+
+def _enqueue(kind, payloads, stored_payloads, keys=None, run_at=None, asked=None):
+    """Record the jobs (committed), then publish them (scheduled ones: beat
+    does when they are due); return (ids, created).
 
     A request replayed with its Idempotency-Key records and publishes nothing."""
     session = _session()
-    digests = keys and [idempotency.digest(kind.name, p) for p in payloads]
+    # A scheduled request's key covers its schedule too, as the client wrote it.
+    digests = keys and [idempotency.digest(kind.name, p if asked is None else [p, asked])
+                        for p in payloads]
     try:
         ids, created = ledger.record(session, kind.name, stored_payloads, scope=idempotency.scope(),
-                                     keys=keys, digests=digests, request_id=request_id.current())
+                                     keys=keys, digests=digests, request_id=request_id.current(),
+                                     run_at=run_at)
     except ledger.IdempotencyConflict:
         session.rollback()
         raise ApiError(422, f'{idempotency.HEADER} was already used with another request')
     session.commit()
-    if created:
+    if created and run_at is None:
         publish_recorded({kind.name: ids})
     return ids, created
 
 
-def _accepted(job_id, kind_name, status=ledger.Status.QUEUED):
+def _accepted(job_id, kind_name, status=ledger.Status.QUEUED, run_at=None):
     # What url_for('jobs.get_job') builds, for a fraction of its cost on the hot path.
     status_url = f'{request.script_root}/jobs/{job_id}'
     body = {'id': job_id, 'kind': kind_name, 'status': status, 'status_url': status_url}
+    if run_at is not None:
+        body['run_at'] = run_at.isoformat()
     return body, 202, {'Location': status_url}
 
 
@@ -102,14 +145,18 @@ def create_job(kind_name):
         if errors:
             raise _invalid(kind, errors)
         keys = idempotency.request_keys()
+        run_at, asked = _schedule() if request.query_string else (None, None)
         kept = stored(kind, payload)
-        if keys is None:
+        if keys is None and run_at is None:
             # Without a key there is nothing to look up: the job joins the next group commit.
             return _accepted(group_commit.submit(kind.name, kept, request_id.current()), kind.name)
-    [job_id], created = _enqueue(kind, [payload], [kept], keys)
+    [job_id], created = _enqueue(kind, [payload], [kept], keys, run_at, asked)
     if created:
-        return _accepted(job_id, kind.name)
-    return _accepted(job_id, kind.name, _job(job_id).status)
+        return _accepted(job_id, kind.name,
+                         ledger.Status.QUEUED if run_at is None else ledger.Status.SCHEDULED,
+                         run_at)
+    job = _job(job_id)
+    return _accepted(job_id, kind.name, job.status, job.run_at)
 
 
 @bp.post('/jobs/<kind:kind_name>/batch')
@@ -126,9 +173,13 @@ def create_batch(kind_name):
         if errors:
             raise _invalid(kind, errors, index)
     keys = idempotency.request_keys(len(payloads))
+    run_at, asked = _schedule()
     kept = [stored(kind, p, prefix=(i,)) for i, p in enumerate(payloads)]
-    ids, _ = _enqueue(kind, payloads, kept, keys)
-    return {'ids': ids}, 202
+    ids, created = _enqueue(kind, payloads, kept, keys, run_at, asked)
+    body = {'ids': ids}
+    if run_at is not None and created:  # a replay's jobs keep the run_at of the first request
+        body['run_at'] = run_at.isoformat()
+    return body, 202
 
 
 def _job(job_id):
@@ -169,8 +220,9 @@ def list_jobs():
 
 @bp.post('/jobs/<int:job_id>/retry')
 def retry_job(job_id):
-    """Queue a failed job again (its attempts counted afresh), its payload
-    checked against its kind's schema; if the broker refuses, it stays failed."""
+    """Queue a failed or cancelled job again (its attempts counted afresh),
+    its payload checked against its kind's schema; if the broker refuses, it
+    stays as it was."""
     def still_valid(kind_name, payload):
         errors = validation_errors(_kind(kind_name), payload)
         if errors:
@@ -183,6 +235,76 @@ def retry_job(job_id):
         raise ApiError(409, str(error)) from None
     publish_retried(retried)
     return _accepted(job_id, retried.kind)
+
+
+@bp.post('/jobs/<int:job_id>/cancel')
+def cancel_job(job_id):
+    """Cancel a scheduled or queued job: it is never applied, even when its
+    message is delivered later. A running or finished job: 409."""
+    try:
+        ledger.cancel(_session(), job_id)
+    except ledger.JobNotFound:
+        raise ApiError(404, f'no job {job_id}') from None
+    except ledger.WrongStatus as error:
+        raise ApiError(409, str(error)) from None
+    return _job(job_id).public()
+
+
+BULK_LIMIT = 10000
+
+
+def _filters(allowed, default):
+    """The bulk filters of the query: (statuses, kind, created_before). 400
+    without any filter, or for a status outside `allowed`."""
+    args = request.args
+    if not any(args.get(name) for name in ('status', 'kind', 'created_before')):
+        raise ApiError(400, 'give at least one filter: status, kind or created_before')
+    statuses = tuple(s.strip() for s in args.get('status', '').split(',') if s.strip()) or default
+    if not set(statuses) <= set(allowed):
+        raise ApiError(400, f'status is one or more of {", ".join(allowed)} (comma-separated)')
+    kind = args.get('kind') or None
+    if kind is not None and (len(kind) > 64 or '\x00' in kind):
+        raise ApiError(400, 'kind is a job kind name (GET /kinds lists them)')
+    created_before = args.get('created_before')
+    if created_before is not None:
+        created_before = _instant('created_before', created_before)
+    return statuses, kind, created_before
+
+
+@bp.post('/jobs/cancel')
+def cancel_jobs():
+    """Cancel every scheduled and/or queued job matching the filters (query
+    parameters status, kind, created_before); answer how many."""
+    statuses, kind, before = _filters(ledger.Status.cancellable(), ledger.Status.cancellable())
+    count = ledger.cancel_matching(_session(), statuses, kind=kind, created_before=before)
+    return {'count': count}
+
+
+@bp.post('/jobs/retry')
+def retry_jobs():
+    """Queue again up to ?limit= (10,000) failed and/or cancelled jobs
+    matching the filters, oldest first, those whose payload still fits its
+    kind's schema; answer how many (`count`) and how many were left for a
+    payload that no longer fits (`refused`). Send it again while count > 0."""
+    statuses, kind, before = _filters(ledger.Status.retriable(), (ledger.Status.FAILED,))
+    limit = request.args.get('limit', str(BULK_LIMIT))
+    if not re.fullmatch('[0-9]{1,5}', limit) or not 1 <= int(limit) <= BULK_LIMIT:
+        raise ApiError(400, f'limit is a whole number from 1 to {BULK_LIMIT}')
+    app = current_app._get_current_object()
+
+    def still_valid(kind_name, payload):
+        found = REGISTRY.get(kind_name)
+        return found is not None and not validation_errors(found, payload)
+
+    def send(by_kind):
+        for kind_name, ids in by_kind.items():
+            publish(app.extensions['celery'], ids, kind_name,
+                    per_message=app.config['WORKER_BATCH_SIZE'])
+
+    count, refused = ledger.retry_matching(_session(), send, statuses, kind=kind,
+                                           created_before=before, check=still_valid,
+                                           limit=int(limit))
+    return {'count': count, 'refused': refused}
 
 
 @bp.get('/kinds')

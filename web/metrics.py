@@ -28,7 +28,10 @@ from sqlalchemy import text
 
 from ledger import MAX_JOB_ID, Status, stats
 from pg.exceptions import PgError, translate
-from service.queue import broker_client
+from kombu.transport.redis import PRIORITY_STEPS
+from kombu.transport.redis import Channel as RedisChannel
+
+from service.queue import broker_client, queues
 from tasks import REGISTRY
 
 log = logging.getLogger(__name__)
@@ -42,6 +45,7 @@ STATEMENT_TIMEOUT_MS = 5000
 # it may time out in Prometheus, the next one finds the totals kept.
 FIRST_PASS_TIMEOUT_MS = 300000
 TIMEOUT = text("SELECT set_config('statement_timeout', :ms, true)")
+PRIORITY_SEPARATOR = RedisChannel.sep
 
 
 def _add(into, rows):
@@ -120,11 +124,24 @@ class LedgerCollector:
         return [*_ledger_families(totals), *_now_families(oldest, lock_waits)]
 
     def _queue_depth(self):
-        queue = self._app.extensions['celery'].conf.task_default_queue
         depth = GaugeMetricFamily('jobs_queue_depth', 'Messages waiting in the broker queue '
-                                  '(LLEN), not yet fetched by a worker.', labels=['queue'])
-        depth.add_metric([queue], broker_client(self._app).llen(queue))
+                                  '(LLEN, all priorities), not yet fetched by a worker.',
+                                  labels=['queue'])
+        names = queues(self._app.extensions['celery'])
+        with broker_client(self._app).pipeline(transaction=False) as pipe:
+            for queue in names:
+                for name in _priority_lists(queue):
+                    pipe.llen(name)
+            lengths = iter(pipe.execute())
+        for queue in names:
+            depth.add_metric([queue], sum(next(lengths) for _ in PRIORITY_STEPS))
         return depth
+
+
+def _priority_lists(queue):
+    """The Redis lists of one queue: kombu keeps a message of priority p in
+    the list of the step at or above it (the queue's own name for step 0)."""
+    return [queue if step == 0 else f'{queue}{PRIORITY_SEPARATOR}{step}' for step in PRIORITY_STEPS]
 
 
 def _ledger_families(totals):
@@ -146,9 +163,9 @@ def _ledger_families(totals):
             family.add_metric([kind], values[kind])
         return family
 
-    unfinished = GaugeMetricFamily('jobs_unfinished', 'Jobs queued or running now.',
+    unfinished = GaugeMetricFamily('jobs_unfinished', 'Jobs scheduled, queued or running now.',
                                    labels=['kind', 'status'])
-    for status in (Status.QUEUED, Status.RUNNING):
+    for status in (Status.SCHEDULED, Status.QUEUED, Status.RUNNING):
         for kind in kinds:
             unfinished.add_metric([kind, status], by_status[status][kind])
     duration = HistogramMetricFamily(
@@ -161,6 +178,7 @@ def _ledger_families(totals):
         counter('jobs_succeeded', 'Jobs applied.', by_status[Status.SUCCEEDED]),
         counter('jobs_failed', 'Jobs failed (permanent error or attempts spent).',
                 by_status[Status.FAILED]),
+        counter('jobs_cancelled', 'Jobs cancelled before they ran.', by_status[Status.CANCELLED]),
         counter('jobs_retried', 'Attempts past the first (transient errors, lost workers).',
                 retried),
         unfinished, duration,

@@ -45,7 +45,14 @@ Every error body is `{"code", "message"}`, plus `"errors": [{"path", "message"}]
 (JSON pointers into the body) for schema violations. The web server itself
 (gunicorn) answers in HTML only a request line over 8190 bytes or headers
 over twice the limits of 414 and 431; a method a path does not have is 405
-with `Allow`."""
+with `Allow`.
+
+A job may be scheduled: `run_at` (RFC 3339) or `delay` (seconds) as query
+parameters of `POST /jobs/{kind}` and its batch. It waits in the ledger
+(`scheduled`) and is queued when due, within about a second. A scheduled
+or queued job can be cancelled (`POST /jobs/{job_id}/cancel`): it is never
+applied. `POST /jobs/cancel` and `POST /jobs/retry` change every job matching
+their filters (query parameters) and answer how many."""
 
 
 def _ref(name, section='schemas'):
@@ -88,7 +95,9 @@ ERROR_RESPONSES = {
     '401': ('Unauthorized', 'API tokens are configured and none, or a wrong one, was given.'),
     '403': ('Forbidden', 'The token lacks the scope this operation needs.'),
     '404': ('NotFound', 'Unknown job kind or job.'),
-    '409': ('Conflict', 'The job is not in a state that allows this.'),
+    '409': ('Conflict', 'The job is not in a status that allows this (a running or '
+                          'finished job is not cancelled; only a failed or cancelled one is '
+                          'retried).'),
     '413': ('PayloadTooLarge', 'The body is larger than FLASK_MAX_CONTENT_LENGTH.'),
     '414': ('UriTooLong', 'The request line is longer than 4094 bytes.'),
     '415': ('UnsupportedMediaType', 'The body is not sent as application/json.'),
@@ -144,14 +153,29 @@ def _components(kinds):
                 'kind': {'type': 'string'},
                 'status': _ref('JobStatus'),
                 'status_url': {'type': 'string', 'description': 'GET it to follow the job.'},
+                'run_at': {'type': 'string', 'format': 'date-time',
+                           'description': 'When a scheduled job is due.'},
             },
             'required': ['id', 'kind', 'status', 'status_url'],
         },
         'BatchAccepted': {
             'type': 'object',
             'properties': {'ids': {'type': 'array', 'items': job_id,
-                                   'description': 'The jobs, in the order of the items.'}},
+                                   'description': 'The jobs, in the order of the items.'},
+                           'run_at': {'type': 'string', 'format': 'date-time',
+                                      'description': 'When the scheduled jobs are due.'}},
             'required': ['ids'],
+        },
+        'Changed': {
+            'type': 'object',
+            'description': 'What a bulk change did.',
+            'properties': {
+                'count': {'type': 'integer', 'minimum': 0, 'description': 'Jobs changed.'},
+                'refused': {'type': 'integer', 'minimum': 0,
+                            'description': '(retry) Jobs left as they were: their payload no '
+                                           'longer fits their kind\'s schema.'},
+            },
+            'required': ['count'],
         },
         'Job': {
             'type': 'object',
@@ -166,6 +190,8 @@ def _components(kinds):
                 'updated_at': {'type': ['string', 'null'], 'format': 'date-time'},
                 'request_id': {'type': ['string', 'null'],
                                'description': 'X-Request-ID of the request that recorded it.'},
+                'run_at': {'type': ['string', 'null'], 'format': 'date-time',
+                           'description': 'When it was scheduled to run (null: at once).'},
             },
             'required': ['id', 'kind', 'status', 'attempts', 'result', 'error',
                          'created_at', 'updated_at'],
@@ -229,6 +255,25 @@ def _components(kinds):
                        'pattern': '^[\\x20-\\x7e]+$'},
         },
         'JobId': {'name': 'job_id', 'in': 'path', 'required': True, 'schema': job_id},
+        'RunAt': {
+            'name': 'run_at', 'in': 'query', 'required': False,
+            'description': 'Schedule the job(s): when to run them (RFC 3339, at most 10 years '
+                           'ahead; a time past runs at once). Not with delay.',
+            'schema': {'type': 'string', 'format': 'date-time'},
+        },
+        'Delay': {
+            'name': 'delay', 'in': 'query', 'required': False,
+            'description': 'Schedule the job(s): seconds from now (up to 6 decimals). '
+                           'Not with run_at.',
+            'schema': {'type': 'number', 'minimum': 0, 'maximum': 316224000},
+        },
+        'FilterKind': {'name': 'kind', 'in': 'query', 'required': False,
+                       'description': 'Only jobs of this kind.', 'schema': {'type': 'string'}},
+        'FilterCreatedBefore': {
+            'name': 'created_before', 'in': 'query', 'required': False,
+            'description': 'Only jobs recorded before this time (RFC 3339).',
+            'schema': {'type': 'string', 'format': 'date-time'},
+        },
     }
     security = {'bearerAuth': {
         'type': 'http', 'scheme': 'bearer',
@@ -256,9 +301,11 @@ def _kind_paths(kind, config_limit):
             'tags': ['jobs'],
             'operationId': operation_id(f'create_{kind.name}'),
             'summary': f'Queue one {kind.name} job: {summary}',
-            'parameters': [_ref('IdempotencyKey', 'parameters')],
+            'parameters': [_ref('IdempotencyKey', 'parameters'), _ref('RunAt', 'parameters'),
+                           _ref('Delay', 'parameters')],
             'requestBody': {'required': True, 'content': _json(payload)},
-            'responses': {'202': _accepted_response('The job, recorded and queued.'),
+            'responses': {'202': _accepted_response('The job, recorded and queued (or '
+                                                    'scheduled).'),
                           **_errors('400', '413', '415', '422', '503')},
         }},
         f'/jobs/{kind.name}/batch': {'post': {
@@ -267,7 +314,8 @@ def _kind_paths(kind, config_limit):
             'summary': f'Queue up to {limit} {kind.name} jobs at once',
             'description': 'All or nothing: an invalid item is a 400 naming its index, and '
                            'no job is recorded.',
-            'parameters': [_ref('IdempotencyKey', 'parameters')],
+            'parameters': [_ref('IdempotencyKey', 'parameters'), _ref('RunAt', 'parameters'),
+                           _ref('Delay', 'parameters')],
             'requestBody': {'required': True, 'content': _json({
                 'type': 'array', 'minItems': 1, 'maxItems': limit, 'items': payload})},
             'responses': {'202': {'description': 'The jobs, recorded and queued.',
@@ -343,10 +391,52 @@ def build_document(kinds, batch_limit):
         }},
         '/jobs/{job_id}/retry': {'post': {
             'tags': ['jobs'], 'operationId': 'retry_job',
-            'summary': 'Queue a failed job again (its payload checked again)',
+            'summary': 'Queue a failed or cancelled job again (its payload checked again)',
             'parameters': [_ref('JobId', 'parameters')],
             'responses': {'202': _accepted_response('The job, queued again.'),
                           **_errors('404', '409', '422', '503')},
+        }},
+        '/jobs/{job_id}/cancel': {'post': {
+            'tags': ['jobs'], 'operationId': 'cancel_job',
+            'summary': 'Cancel a scheduled or queued job: it is never applied',
+            'description': 'Even when its message is delivered later, the worker does not '
+                           'apply it. A running or finished job: 409.',
+            'parameters': [_ref('JobId', 'parameters')],
+            'responses': {'200': {'description': 'The job, cancelled.',
+                                  'content': _json(_ref('Job'))},
+                          **_errors('404', '409', '503')},
+        }},
+        '/jobs/cancel': {'post': {
+            'tags': ['jobs'], 'operationId': 'cancel_jobs',
+            'summary': 'Cancel every scheduled and/or queued job matching the filters',
+            'description': 'At least one filter. Answers how many were cancelled.',
+            'parameters': [
+                {'name': 'status', 'in': 'query', 'required': False,
+                 'description': 'scheduled, queued, or both comma-separated (the default).',
+                 'schema': {'type': 'string', 'pattern': '^(scheduled|queued)(,(scheduled|queued))?$'}},
+                _ref('FilterKind', 'parameters'), _ref('FilterCreatedBefore', 'parameters'),
+            ],
+            'responses': {'200': {'description': 'How many were cancelled.',
+                                  'content': _json(_ref('Changed'))},
+                          **_errors('400', '503')},
+        }},
+        '/jobs/retry': {'post': {
+            'tags': ['jobs'], 'operationId': 'retry_jobs',
+            'summary': 'Queue again the failed and/or cancelled jobs matching the filters',
+            'description': 'At least one filter; up to `limit` jobs, oldest first, each with '
+                           'its attempts counted afresh and its payload checked again. Send '
+                           'it again while `count` is above 0.',
+            'parameters': [
+                {'name': 'status', 'in': 'query', 'required': False,
+                 'description': 'failed (the default), cancelled, or both comma-separated.',
+                 'schema': {'type': 'string', 'pattern': '^(failed|cancelled)(,(failed|cancelled))?$'}},
+                _ref('FilterKind', 'parameters'), _ref('FilterCreatedBefore', 'parameters'),
+                {'name': 'limit', 'in': 'query', 'required': False,
+                 'schema': {'type': 'integer', 'minimum': 1, 'maximum': 10000, 'default': 10000}},
+            ],
+            'responses': {'200': {'description': 'How many were queued again.',
+                                  'content': _json(_ref('Changed'))},
+                          **_errors('400', '503')},
         }},
         '/kinds': {'get': {
             'tags': ['jobs'], 'operationId': 'list_kinds',

@@ -1,6 +1,7 @@
 """How the worker runs the jobs of one message: claim them, then apply their
 effects and complete them in one transaction; retry transient failures, fail
-permanent ones."""
+permanent ones. A kind's policy (tasks.kinds: max_attempts, timeout) bounds
+each job; a handler's RetryLater puts its job back to wait in the ledger."""
 import logging
 import random
 
@@ -8,15 +9,16 @@ from flask import current_app
 
 import ledger
 from ledger import Status
-from pg.exceptions import PgError, TransientError, translate
+from pg.exceptions import PgError, QueryCanceledError, TransientError, translate
 from service.logs import job_request_id
-from tasks import REGISTRY, JobFailed
+from tasks import REGISTRY, JobFailed, JobTimeout, RetryLater
 from worker.batch import BatchAborted, run_batch
+from worker.time_limit import time_limit
 
 log = logging.getLogger(__name__)
 
-SUCCEEDED, FAILED, QUEUED, DUPLICATE = Status.SUCCEEDED.value, Status.FAILED.value, \
-    Status.QUEUED.value, 'duplicate'
+SUCCEEDED, FAILED, QUEUED, SCHEDULED, DUPLICATE = Status.SUCCEEDED.value, \
+    Status.FAILED.value, Status.QUEUED.value, Status.SCHEDULED.value, 'duplicate'
 
 
 class JobsFailed(Exception):
@@ -29,11 +31,14 @@ class JobsFailed(Exception):
 
 def _report(outcomes, reasons):
     """The task's result: the count of the jobs per outcome (succeeded, failed,
-    queued again, duplicate: finished by an earlier delivery), as Flower shows
-    it. Raises JobsFailed, with the first reasons, when every job that ran failed."""
+    queued again, scheduled again, duplicate: finished by an earlier delivery),
+    as Flower shows it. Raises JobsFailed, with the first reasons, when every
+    job that ran failed."""
     counts = {outcome: outcomes.count(outcome)
-              for outcome in (SUCCEEDED, FAILED, QUEUED, DUPLICATE) if outcome in outcomes}
-    if counts.get(FAILED) and not counts.get(SUCCEEDED) and not counts.get(QUEUED):
+              for outcome in (SUCCEEDED, FAILED, QUEUED, SCHEDULED, DUPLICATE)
+              if outcome in outcomes}
+    if counts.get(FAILED) and not (counts.get(SUCCEEDED) or counts.get(QUEUED)
+                                   or counts.get(SCHEDULED)):
         first = '; '.join(f'job {job_id}: {reason}' for job_id, reason in reasons[:3])
         more = f' (and {len(reasons) - 3} more)' if len(reasons) > 3 else ''
         raise JobsFailed(f'{counts[FAILED]} failed: {first}{more}')
@@ -47,17 +52,29 @@ def backoff(attempt, config):
     return random.uniform(ceiling / 2, ceiling)
 
 
-def _apply(session, job_id):
-    """Lock the job, apply its effect, mark it succeeded; the caller commits.
-    Returns False when the job was finished meanwhile (a duplicate)."""
-    locked = ledger.lock_running(session, [job_id])
-    if not locked:
-        return False
-    [(_, kind_name, payload)] = locked
+def _kind(kind_name):
     kind = REGISTRY.get(kind_name)
     if kind is None:
         raise JobFailed(f'unknown job kind {kind_name}')
-    ledger.complete(session, [(job_id, kind.handler(payload))])
+    return kind
+
+
+def _max_attempts(kind_name, config):
+    kind = REGISTRY.get(kind_name)
+    return kind.attempts(config['WORKER_MAX_ATTEMPTS']) if kind else config['WORKER_MAX_ATTEMPTS']
+
+
+def _apply(session, job_id, kind_name):
+    """Lock the job, apply its effect, mark it succeeded, within the kind's
+    timeout; the caller commits. Returns False when the job was finished
+    meanwhile (a duplicate)."""
+    kind = _kind(kind_name)
+    with time_limit(session, kind.timeout):
+        locked = ledger.lock_running(session, [job_id])
+        if not locked:
+            return False
+        [(_, _, payload)] = locked
+        ledger.complete(session, [(job_id, kind.handler(payload))])
     return True
 
 
@@ -83,25 +100,29 @@ def run_job(task, job_ids):
 
 def _retry_later(task, alone):
     """How a job that met a transient error is tried again: by retrying the
-    task's message when it is the message's only job, else by a message of its own."""
-    def retry(job_id, countdown, error):
+    task's message when it is the message's only job, else by a message of its
+    own (to its kind's queue)."""
+    def retry(job_id, countdown, error, kind_name):
         if alone:
             raise task.retry(countdown=countdown, exc=error)
-        task.apply_async(args=[job_id], countdown=countdown)
+        routing = REGISTRY[kind_name].routing if kind_name in REGISTRY else {}
+        task.apply_async(args=[job_id], countdown=countdown, **routing)
     return retry
 
 
 def _run_group(task, job_ids, session, config):
     """Claim the jobs (committed: a dead worker's attempts are counted), then
-    apply them all in one transaction; if that fails, each in its own."""
+    apply them all in one transaction; if that fails, each in its own. Jobs
+    of a kind with a timeout are applied each in its own, under its limit."""
     claimed = ledger.claim(session, job_ids)
-    ready = [job_id for job_id, (attempt, _) in sorted(claimed.items())
-             if attempt <= config['WORKER_MAX_ATTEMPTS']]
+    ready = [job_id for job_id, (attempt, _, kind_name) in sorted(claimed.items())
+             if attempt <= _max_attempts(kind_name, config)]
     outcomes = [DUPLICATE] * (len(set(job_ids)) - len(claimed))  # finished meanwhile
     reasons = []
-    for job_id in sorted(claimed.keys() - set(ready)):
+    for job_id in sorted(claimed.keys() - set(ready)):  # fails them
         outcomes.append(_attempt(job_id, *claimed[job_id], session, config, None, reasons))
-    if ready:
+    timed = any(getattr(REGISTRY.get(claimed[j][2]), 'timeout', None) for j in ready)
+    if ready and not timed:
         try:
             applied = run_batch(session, ready)
             outcomes += [SUCCEEDED] * applied + [DUPLICATE] * (len(ready) - applied)
@@ -116,13 +137,13 @@ def _run_group(task, job_ids, session, config):
     return _report(outcomes, reasons)
 
 
-def _attempt(job_id, attempt, request_id, session, config, retry, reasons):
+def _attempt(job_id, attempt, request_id, kind_name, session, config, retry, reasons):
     """Apply a claimed job in its own transaction and record its outcome (a
     failed job's reason appended to `reasons`); the log lines meanwhile carry
     the job's request id."""
     token = job_request_id.set(request_id)
     try:
-        outcome = _attempt_alone(job_id, attempt, session, config, retry)
+        outcome = _attempt_alone(job_id, attempt, kind_name, session, config, retry)
     finally:
         job_request_id.reset(token)
     if isinstance(outcome, tuple):
@@ -131,31 +152,52 @@ def _attempt(job_id, attempt, request_id, session, config, retry, reasons):
     return outcome
 
 
-def _attempt_alone(job_id, attempt, session, config, retry):
-    if attempt > config['WORKER_MAX_ATTEMPTS']:
+def _attempt_alone(job_id, attempt, kind_name, session, config, retry):
+    max_attempts = _max_attempts(kind_name, config)
+    if attempt > max_attempts:
         # Earlier attempts died with their worker (killed, out of memory): stop here.
         reason = f'gave up after {attempt - 1} attempts: worker lost'
         ledger.fail(session, job_id, reason)
         log.warning('job %s failed: %s', job_id, reason, extra={'job_id': job_id})
         return FAILED, reason
     try:
-        applied = _apply(session, job_id)
+        applied = _apply(session, job_id, kind_name)
         with translate():
             session.commit()
         return SUCCEEDED if applied else DUPLICATE
-    except TransientError as error:
-        _rollback(session)
-        if attempt < config['WORKER_MAX_ATTEMPTS']:
-            ledger.requeue(session, job_id, error)
+    except (TransientError, JobTimeout, QueryCanceledError) as error:
+        if isinstance(error, TransientError):
+            _rollback(session)
+            reason = error
+        else:
+            # Stopped past the kind's timeout, maybe in the middle of a statement:
+            # the connection is dropped, which ends the transaction and its locks.
+            _discard(session)
+            reason = f'timed out after {_kind(kind_name).timeout:g} s'
+        if attempt < max_attempts:
+            ledger.requeue(session, job_id, reason)
             delay = backoff(attempt, config)
-            log.info('job %s: attempt %d met %s: retried in %.1f s', job_id, attempt,
-                     type(error).__name__, delay, extra={'job_id': job_id})
-            retry(job_id, delay, error)
+            log.info('job %s: attempt %d %s: retried in %.1f s', job_id, attempt,
+                     reason if isinstance(reason, str) else f'met {type(error).__name__}',
+                     delay, extra={'job_id': job_id})
+            retry(job_id, delay, error, kind_name)
             return QUEUED
-        ledger.fail(session, job_id, f'gave up after {attempt} attempts: {error}')
-        log.warning('job %s failed: gave up after %d attempts: %s', job_id, attempt,
-                    type(error).__name__, extra={'job_id': job_id})
-        return FAILED, f'gave up after {attempt} attempts: {type(error).__name__}'
+        told = reason if isinstance(reason, str) else type(error).__name__
+        ledger.fail(session, job_id, f'gave up after {attempt} attempts: {reason}')
+        log.warning('job %s failed: gave up after %d attempts: %s', job_id, attempt, told,
+                    extra={'job_id': job_id})
+        return FAILED, f'gave up after {attempt} attempts: {told}'
+    except RetryLater as later:
+        _rollback(session)
+        if attempt < max_attempts:
+            ledger.reschedule(session, job_id, later.seconds, later.reason)
+            log.info('job %s: attempt %d: retry later (%s) in %.1f s', job_id, attempt,
+                     later.reason, later.seconds, extra={'job_id': job_id})
+            return SCHEDULED
+        reason = f'gave up after {attempt} attempts: {later.reason}'
+        ledger.fail(session, job_id, reason)
+        log.warning('job %s failed: %s', job_id, reason, extra={'job_id': job_id})
+        return FAILED, reason
     except (JobFailed, PgError) as error:
         # The job's own fault (a business rule, a missing row, a constraint):
         # any other exception is a bug of its handler, below.
@@ -182,3 +224,13 @@ def _rollback(session):
             session.rollback()
     except PgError:
         pass  # a lost connection has nothing left to roll back
+
+
+def _discard(session):
+    """End the session's transaction by dropping its connection (PostgreSQL
+    rolls it back and releases its locks): after an interrupted statement
+    the connection's state is not to be trusted. The next use takes a new one."""
+    try:
+        session.invalidate()
+    except Exception:  # noqa: BLE001 - closing what is broken may fail too
+        pass

@@ -21,6 +21,13 @@ def _worker_transport(conf=None, **_):
     conf.broker_transport = TRANSPORT
 
 
+@signals.beat_init.connect
+def _due_pass(**_):
+    """Beat (every beat process) runs the due pass: scheduled and periodic jobs."""
+    from worker import due
+    due.start(flask_app)
+
+
 @signals.setup_logging.connect
 def _logging(loglevel=None, **_):
     """Celery's processes (worker, beat, Flower) log through logs.py, Celery's

@@ -6,7 +6,7 @@ from flask import current_app
 from kombu.exceptions import ChannelError
 
 import ledger
-from service.queue import publish
+from service.queue import publish, queues
 from tasks import REGISTRY
 
 log = logging.getLogger(__name__)
@@ -15,13 +15,15 @@ SWEEP_BATCH = 1000
 
 
 def broker_backlog(celery):
-    """Messages waiting in the jobs queue (not those a worker has fetched)."""
+    """Messages waiting in the jobs' queues, all priorities (not those a worker has fetched)."""
+    total = 0
     with celery.connection_for_write() as conn:
-        queue = celery.conf.task_default_queue
-        try:
-            return conn.default_channel.queue_declare(queue, passive=True).message_count
-        except ChannelError:  # the queue does not exist yet: nothing waits
-            return 0
+        for queue in queues(celery):
+            try:
+                total += conn.default_channel.queue_declare(queue, passive=True).message_count
+            except ChannelError:  # the queue does not exist yet: nothing waits
+                pass
+    return total
 
 
 def republish_stale(queued_age, running_age, limit=SWEEP_BATCH):

@@ -53,7 +53,7 @@ def test_each_kind_applies_its_effect(clean):
     assert stored.startswith('$2b$') and 'long enough' not in stored
     job = svc.job(genre['id'])
     assert set(job) == {'id', 'kind', 'status', 'attempts', 'result', 'error',
-                        'created_at', 'updated_at', 'request_id'}
+                        'created_at', 'updated_at', 'request_id', 'run_at'}
 
 
 def test_permanent_failures_fail_at_once_with_the_reason(clean):

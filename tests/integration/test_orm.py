@@ -1,10 +1,17 @@
-"""The objects manager and instance methods against the real PostgreSQL."""
+"""The objects manager and instance methods against the real PostgreSQL,
+through each driver (psycopg 3 and psycopg2)."""
 import pytest
 from flask import g
 
 from pg import exceptions
+from tests.conftest import DRIVERS
 from tasks.music import Album, Artist, Genre
 from tasks.users import AuthenticationError, User
+
+
+@pytest.fixture(params=DRIVERS)
+def pg_driver(request):
+    return request.param
 
 
 def make_genres(db, n):

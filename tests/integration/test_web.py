@@ -79,7 +79,7 @@ def test_valid_job_is_accepted_recorded_and_queued(app, client, broker):
     assert status.status_code == 200
     job = status.get_json()
     assert set(job) == {'id', 'kind', 'status', 'attempts', 'result', 'error',
-                        'created_at', 'updated_at', 'request_id'}
+                        'created_at', 'updated_at', 'request_id', 'run_at'}
     assert (job['id'], job['kind'], job['status'], job['attempts']) == (
         body['id'], 'genre.create', 'queued', 0)
 

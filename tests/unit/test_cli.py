@@ -16,10 +16,11 @@ HELP = {
     ('db',): ['sync', 'clean'],
     ('bench',): ['--seconds', '--scenarios', '--no-naive'],
     ('enqueue',): ['FILE', '--batch', '--url', '--token', '--retries', '--no-progress'],
-    ('jobs',): ['list', 'show', 'retry'],
+    ('jobs',): ['list', 'show', 'retry', 'cancel'],
     ('jobs', 'list'): ['--status', '--kind', '--limit', '--url', '--token'],
     ('jobs', 'show'): ['ID', '--url', '--token'],
-    ('jobs', 'retry'): ['ID', '--url', '--token'],
+    ('jobs', 'retry'): ['ID', '--status', '--kind', '--before', '--limit', '--url', '--token'],
+    ('jobs', 'cancel'): ['ID', '--status', '--kind', '--before', '--url', '--token'],
 }
 
 
@@ -61,8 +62,8 @@ class FakeService:
         if self.fail_after is not None and len(self.requests) > self.fail_after:
             raise ServiceError('the service did not answer')
 
-    def post_batch(self, kind, payloads):
-        self.requests.append(('batch', kind, len(payloads)))
+    def post_batch(self, kind, payloads, schedule=None):
+        self.requests.append(('batch', kind, len(payloads)) + ((schedule,) if schedule else ()))
         self._maybe_down()
         if kind == 'nope.kind':
             raise Refused(404, {'message': "unknown job kind 'nope.kind'"})
@@ -71,8 +72,8 @@ class FakeService:
         self.accepted += payloads
         return {'ids': list(range(len(payloads)))}
 
-    def post_job(self, kind, payload, idempotency_key=None):
-        self.requests.append(('one', kind, idempotency_key))
+    def post_job(self, kind, payload, idempotency_key=None, schedule=None):
+        self.requests.append(('one', kind, idempotency_key) + ((schedule,) if schedule else ()))
         self._maybe_down()
         if 'bad' in payload:
             raise Refused(400, {'message': f'invalid: {payload["bad"]!r} is too short'})
@@ -144,3 +145,19 @@ def test_the_progress_bar_counts_lines(capsys):
     summary = enqueue(stream, FakeService(), batch_size=2, total=5, progress=True)
     assert summary.accepted == 5
     assert '5/5' in capsys.readouterr().err
+
+
+def test_scheduled_lines_go_with_their_schedule_and_batch_only_with_the_same_one():
+    service = FakeService()
+    at = '2030-01-31T12:00:00Z'
+    summary = run(jsonl({'kind': 'k', 'payload': {}, 'run_at': at},
+                        {'kind': 'k', 'payload': {}, 'run_at': at},
+                        {'kind': 'k', 'payload': {}, 'delay': 1.5},
+                        {'kind': 'k', 'payload': {}},
+                        {'kind': 'k', 'payload': {}, 'delay': 2, 'run_at': at},
+                        {'kind': 'k', 'payload': {}, 'delay': -1}), service)
+    assert service.requests == [('batch', 'k', 2, {'run_at': at}),
+                                ('one', 'k', None, {'delay': '1.5'}), ('one', 'k', None)]
+    assert summary.accepted == 4
+    assert [n for n, _ in summary.refused] == [5, 6]
+    assert 'not both' in summary.refused[0][1] and 'seconds' in summary.refused[1][1]
