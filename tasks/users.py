@@ -59,7 +59,11 @@ def hash_password(payload):
     'properties': {
         'username': {'type': 'string', 'minLength': 1, 'maxLength': 64},
         'email': {'type': 'string', 'format': 'email', 'maxLength': 64},
-        'password': {'type': 'string', 'minLength': 8},
+        # bcrypt reads 72 bytes: JSON Schema counts characters, not bytes, so the
+        # limit is told here (maxLength 72 holds for ASCII) and prepare enforces it.
+        'password': {'type': 'string', 'minLength': 8, 'maxLength': 72,
+                     'description': 'At most 72 bytes in UTF-8 (what bcrypt reads): a '
+                                    'longer one is refused with 400.'},
     },
     'required': ['username', 'email', 'password'],
     'additionalProperties': False,

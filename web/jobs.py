@@ -65,7 +65,8 @@ def _session():
 
 # The longest delay a job may be scheduled for (and a run_at as far ahead).
 MAX_DELAY_SECONDS = 10 * 366 * 86400
-DELAY = re.compile(r'[0-9]{1,9}(\.[0-9]{1,6})?')
+# A JSON number, as the document types it (no NaN, no Infinity, no sign).
+DELAY = re.compile(r'[0-9]{1,20}(\.[0-9]{1,30})?([eE][+-]?[0-9]{1,3})?')
 
 
 def _instant(name, value):
@@ -78,23 +79,26 @@ def _instant(name, value):
         raise ApiError(400, f'{name} is not a date-time Python can hold') from None
 
 
+SCHEDULE_PARAMETERS = {'run_at', 'delay'}
+
+
 def _schedule():
-    """(run_at, what the client asked) of ?run_at= (RFC 3339) or ?delay=
-    (seconds), or (None, None): the job runs at once."""
+    """(run_at, what the client asked) of ?run_at= (RFC 3339) and/or ?delay=
+    (seconds from now; with both, the later of the two), or (None, None): the
+    job runs at once. 400 for any other query parameter."""
+    _known_parameters(SCHEDULE_PARAMETERS)
     run_at, delay = request.args.get('run_at'), request.args.get('delay')
-    if run_at is not None and delay is not None:
-        raise ApiError(400, 'give run_at or delay, not both')
-    now = datetime.now(timezone.utc)
-    if run_at is not None:
-        when = _instant('run_at', run_at)
-        if when - now > timedelta(seconds=MAX_DELAY_SECONDS):
-            raise ApiError(400, 'run_at is at most 10 years ahead')
-        return when, f'run_at={run_at}'
+    when = _instant('run_at', run_at) if run_at is not None else None
     if delay is not None:
         if not DELAY.fullmatch(delay) or float(delay) > MAX_DELAY_SECONDS:
             raise ApiError(400, f'delay is a number of seconds from 0 to {MAX_DELAY_SECONDS}')
-        return now + timedelta(seconds=float(delay)), f'delay={delay}'
-    return None, None
+        later = datetime.now(timezone.utc) + timedelta(seconds=float(delay))
+        when = later if when is None else max(when, later)
+    if when is None:
+        return None, None
+    asked = '&'.join(f'{name}={request.args[name]}' for name in sorted(SCHEDULE_PARAMETERS)
+                     if name in request.args)
+    return when, asked
 
 
 def _enqueue(kind, payloads, stored_payloads, keys=None, run_at=None, asked=None):
@@ -200,10 +204,7 @@ LIST_PARAMETERS = {'status', 'kind', 'limit'}
 @bp.get('/jobs')
 def list_jobs():
     """Jobs newest first, filtered by ?status= and ?kind=, at most ?limit= (50)."""
-    unknown = set(request.args) - LIST_PARAMETERS
-    if unknown:  # a misspelt filter would otherwise list every job
-        raise ApiError(400, f'unknown query parameter {sorted(unknown)[0][:64]!r}: '
-                            f'{", ".join(sorted(LIST_PARAMETERS))} are')
+    _known_parameters(LIST_PARAMETERS)
     status = request.args.get('status')
     if status is not None and status not in tuple(ledger.Status):
         raise ApiError(400, f'status is one of {", ".join(ledger.Status)}')
@@ -253,18 +254,30 @@ def cancel_job(job_id):
 BULK_LIMIT = 10000
 
 
-def _filters(allowed, default):
-    """The bulk filters of the query: (statuses, kind, created_before). 400
-    without any filter, or for a status outside `allowed`."""
+BULK_FILTERS = {'status', 'kind', 'created_before'}
+
+
+def _known_parameters(known):
+    """400 for a query parameter not in `known`: a misspelt filter would
+    otherwise widen a listing or a bulk change to every job."""
+    unknown = set(request.args) - known
+    if unknown:
+        raise ApiError(400, f'unknown query parameter {sorted(unknown)[0][:64]!r}: '
+                            f'{", ".join(sorted(known))} are')
+
+
+def _filters(allowed, default, known=BULK_FILTERS):
+    """The bulk filters of the query: (statuses, kind, created_before); no
+    status: the `default` ones, no other filter: every job of those. 400 for
+    a status outside `allowed` (comma-separated, as the document's pattern)."""
+    _known_parameters(known)
     args = request.args
-    if not any(args.get(name) for name in ('status', 'kind', 'created_before')):
-        raise ApiError(400, 'give at least one filter: status, kind or created_before')
-    statuses = tuple(s.strip() for s in args.get('status', '').split(',') if s.strip()) or default
-    if not set(statuses) <= set(allowed):
+    statuses = tuple(args['status'].split(',')) if 'status' in args else default
+    if not statuses or len(statuses) > len(allowed) or not set(statuses) <= set(allowed):
         raise ApiError(400, f'status is one or more of {", ".join(allowed)} (comma-separated)')
-    kind = args.get('kind') or None
-    if kind is not None and (len(kind) > 64 or '\x00' in kind):
-        raise ApiError(400, 'kind is a job kind name (GET /kinds lists them)')
+    kind = args.get('kind')
+    if kind is not None and '\x00' in kind:
+        raise ApiError(400, 'kind cannot contain NUL')
     created_before = args.get('created_before')
     if created_before is not None:
         created_before = _instant('created_before', created_before)
@@ -286,7 +299,8 @@ def retry_jobs():
     matching the filters, oldest first, those whose payload still fits its
     kind's schema; answer how many (`count`) and how many were left for a
     payload that no longer fits (`refused`). Send it again while count > 0."""
-    statuses, kind, before = _filters(ledger.Status.retriable(), (ledger.Status.FAILED,))
+    statuses, kind, before = _filters(ledger.Status.retriable(), (ledger.Status.FAILED,),
+                                      known=BULK_FILTERS | {'limit'})
     limit = request.args.get('limit', str(BULK_LIMIT))
     if not re.fullmatch('[0-9]{1,5}', limit) or not 1 <= int(limit) <= BULK_LIMIT:
         raise ApiError(400, f'limit is a whole number from 1 to {BULK_LIMIT}')

@@ -257,18 +257,19 @@ def _components(kinds):
         'JobId': {'name': 'job_id', 'in': 'path', 'required': True, 'schema': job_id},
         'RunAt': {
             'name': 'run_at', 'in': 'query', 'required': False,
-            'description': 'Schedule the job(s): when to run them (RFC 3339, at most 10 years '
-                           'ahead; a time past runs at once). Not with delay.',
+            'description': 'Schedule the job(s): when to run them (RFC 3339; a time past '
+                           'runs at once). With delay too: the later of the two.',
             'schema': {'type': 'string', 'format': 'date-time'},
         },
         'Delay': {
             'name': 'delay', 'in': 'query', 'required': False,
-            'description': 'Schedule the job(s): seconds from now (up to 6 decimals). '
-                           'Not with run_at.',
+            'description': 'Schedule the job(s): seconds from now. '
+                           'With run_at too: the later of the two.',
             'schema': {'type': 'number', 'minimum': 0, 'maximum': 316224000},
         },
         'FilterKind': {'name': 'kind', 'in': 'query', 'required': False,
-                       'description': 'Only jobs of this kind.', 'schema': {'type': 'string'}},
+                       'description': 'Only jobs of this kind.',
+                       'schema': {'type': 'string', 'pattern': STORABLE_PATTERN}},
         'FilterCreatedBefore': {
             'name': 'created_before', 'in': 'query', 'required': False,
             'description': 'Only jobs recorded before this time (RFC 3339).',
@@ -409,7 +410,8 @@ def build_document(kinds, batch_limit):
         '/jobs/cancel': {'post': {
             'tags': ['jobs'], 'operationId': 'cancel_jobs',
             'summary': 'Cancel every scheduled and/or queued job matching the filters',
-            'description': 'At least one filter. Answers how many were cancelled.',
+            'description': 'Without filters: every scheduled and queued job. Answers how many '
+                           'were cancelled.',
             'parameters': [
                 {'name': 'status', 'in': 'query', 'required': False,
                  'description': 'scheduled, queued, or both comma-separated (the default).',
@@ -423,7 +425,7 @@ def build_document(kinds, batch_limit):
         '/jobs/retry': {'post': {
             'tags': ['jobs'], 'operationId': 'retry_jobs',
             'summary': 'Queue again the failed and/or cancelled jobs matching the filters',
-            'description': 'At least one filter; up to `limit` jobs, oldest first, each with '
+            'description': 'Without filters: the failed jobs; up to `limit` jobs, oldest first, each with '
                            'its attempts counted afresh and its payload checked again. Send '
                            'it again while `count` is above 0.',
             'parameters': [

@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 import schemathesis
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 
@@ -44,6 +44,12 @@ def test_the_service_answers_what_the_document_says(api, mode):
         @settings(max_examples=EXAMPLES, deadline=None, database=None,
                   suppress_health_check=list(HealthCheck))
         def check(case):
+            if mode == GenerationMode.POSITIVE and operation.path.startswith('/jobs/user.create'):
+                # bcrypt's 72 bytes: JSON Schema's maxLength counts characters, so the
+                # document states the byte limit in words (and a 400), not as a keyword.
+                items = case.body if isinstance(case.body, list) else [case.body]
+                assume(all(len(str(item.get('password', '')).encode('utf-8', 'surrogatepass'))
+                           <= 72 for item in items if isinstance(item, dict)))
             if mode == GenerationMode.POSITIVE and (case.headers or {}).get('Idempotency-Key'):
                 # A key generated twice with two bodies is a 422, as documented, which the
                 # check of valid data would take for a refusal: a fresh key per request.
