@@ -6,11 +6,11 @@ that only publish (web) know the tasks by name; the worker registers them
 committed; when the broker refuses, what was recorded is taken back, so
 nothing is left half-accepted.
 """
-import redis
 from celery import Celery, Task
 from flask import current_app
 
 import ledger
+from service import brokers
 from service.celery_config import celery_config
 
 EXTENSION = 'celery'
@@ -32,6 +32,7 @@ def init_celery(app):
         'sweep': {'task': SWEEP_TASK, 'schedule': app.config['WORKER_SWEEP_EVERY_SECONDS']},
     }
     celery.set_default()
+    celery.publish_options = brokers.publish_options(app.config)
     app.extensions[EXTENSION] = celery
     return celery
 
@@ -40,13 +41,15 @@ def publish(celery, job_ids, kind, per_message=1):
     """Send the job ids over one connection, one message per job, or per
     group of `per_message` jobs that the worker applies together.
 
-    Raises kombu.exceptions.OperationalError when the broker is unreachable."""
+    Raises kombu.exceptions.OperationalError when the broker is unreachable
+    (RabbitMQ: or does not confirm within CELERY_PUBLISH_TIMEOUT)."""
     job_ids = list(job_ids)
+    options = getattr(celery, 'publish_options', {})
     with celery.producer_or_acquire() as producer:
         for start in range(0, len(job_ids), per_message):
             group = job_ids[start:start + per_message]
             celery.send_task(kind, args=[group if len(group) > 1 else group[0]],
-                             producer=producer)
+                             producer=producer, **options)
 
 
 def publish_recorded(by_kind):
@@ -71,18 +74,6 @@ def publish_retried(retried):
     except Exception:
         ledger.restore_failed(_session(), retried)
         raise
-
-
-def broker_client(app):
-    """This process's Redis client of the broker (health check, queue depth),
-    made once, waiting no longer than CELERY_PUBLISH_TIMEOUT."""
-    client = app.extensions.get('broker_redis')
-    if client is None:
-        timeout = app.config['CELERY_PUBLISH_TIMEOUT']
-        client = app.extensions['broker_redis'] = redis.Redis.from_url(
-            app.config['CELERY_BROKER_URL'], socket_connect_timeout=timeout,
-            socket_timeout=timeout)
-    return client
 
 
 def _session():

@@ -138,7 +138,8 @@ def init_group_commit(app):
     default = app.extensions['pg'].pool.connection().engine
     app.extensions[ENGINE] = shared_engine(
         default.url, pool_size=LEADERS, max_overflow=0, pool_pre_ping=False,
-        lock_timeout_ms=app.config['SQLALCHEMY_LOCK_TIMEOUT_MS'])
+        lock_timeout_ms=app.config['SQLALCHEMY_LOCK_TIMEOUT_MS'],
+        pgbouncer=app.config['SQLALCHEMY_PGBOUNCER'])
 
 
 def _flush(jobs):

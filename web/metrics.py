@@ -1,5 +1,5 @@
 """GET /metrics: Prometheus text, computed at scrape time from the ledger
-(PostgreSQL) and the broker (Redis).
+(PostgreSQL) and the broker (Redis or RabbitMQ).
 
 Web and workers are separate processes (containers), so no process counts
 jobs itself: the ledger, which every process writes, is the one place that
@@ -8,7 +8,8 @@ has seen settled: the jobs below the oldest unfinished one and older than
 SETTLE_SECONDS (no transaction still inserting one of them) are finished
 and stay so. A scrape then reads by primary key only the jobs past them
 (the backlog and the last SETTLE_SECONDS), plus one small statement of index
-look-ups (the bounds, the oldest queued job, the lock waits) and one LLEN;
+look-ups (the bounds, the oldest queued job, the lock waits) and one
+passive declare of the queue (Redis: LLEN);
 the first scrape of a process reads the whole ledger once. A settled job
 queued again (POST /jobs/<id>/retry) or an emptied ledger makes the next
 scrape start over. Scrapes within a second of one another (threads, several
@@ -19,7 +20,6 @@ import math
 import threading
 import time
 
-import redis
 from flask import Blueprint, Response, current_app
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
@@ -28,7 +28,7 @@ from sqlalchemy import text
 
 from ledger import MAX_JOB_ID, Status, stats
 from pg.exceptions import PgError, translate
-from service.queue import broker_client
+from service import brokers
 from tasks import REGISTRY
 
 log = logging.getLogger(__name__)
@@ -88,12 +88,13 @@ class LedgerCollector:
         except PgError as error:
             log.warning('metrics: the database did not answer: %s', type(error).__name__)
             up.add_metric(['postgres'], 0)
+        probe = brokers.probe(self._app)
         try:
-            families.append(self._queue_depth())
-            up.add_metric(['redis'], 1)
-        except redis.RedisError as error:
-            log.warning('metrics: the broker did not answer: %s', type(error).__name__)
-            up.add_metric(['redis'], 0)
+            families.append(self._queue_depth(probe))
+            up.add_metric([probe.kind], 1)
+        except brokers.BrokerUnavailable as error:
+            log.warning('metrics: the broker did not answer: %s', type(error.__cause__).__name__)
+            up.add_metric([probe.kind], 0)
         return [*families, up]
 
     def _ledger(self):
@@ -119,11 +120,11 @@ class LedgerCollector:
         totals = _add({key: list(numbers) for key, numbers in self._settled.items()}, recent)
         return [*_ledger_families(totals), *_now_families(oldest, lock_waits)]
 
-    def _queue_depth(self):
+    def _queue_depth(self, probe):
         queue = self._app.extensions['celery'].conf.task_default_queue
-        depth = GaugeMetricFamily('jobs_queue_depth', 'Messages waiting in the broker queue '
-                                  '(LLEN), not yet fetched by a worker.', labels=['queue'])
-        depth.add_metric([queue], broker_client(self._app).llen(queue))
+        depth = GaugeMetricFamily('jobs_queue_depth', 'Messages waiting in the broker queue, '
+                                  'not yet fetched by a worker.', labels=['queue'])
+        depth.add_metric([queue], probe.depth(queue))
         return depth
 
 

@@ -3,9 +3,8 @@ whose worker died, is found in the ledger and published again."""
 import logging
 
 from flask import current_app
-from kombu.exceptions import ChannelError
-
 import ledger
+from service.brokers import queue_depth
 from service.queue import publish
 from tasks import REGISTRY
 
@@ -17,11 +16,7 @@ SWEEP_BATCH = 1000
 def broker_backlog(celery):
     """Messages waiting in the jobs queue (not those a worker has fetched)."""
     with celery.connection_for_write() as conn:
-        queue = celery.conf.task_default_queue
-        try:
-            return conn.default_channel.queue_declare(queue, passive=True).message_count
-        except ChannelError:  # the queue does not exist yet: nothing waits
-            return 0
+        return queue_depth(conn, celery.conf.task_default_queue)
 
 
 def republish_stale(queued_age, running_age, limit=SWEEP_BATCH):
