@@ -22,6 +22,7 @@ What quorum queues change:
 - No visibility timeout: RabbitMQ redelivers a message when the connection
   of the consumer that holds it closes (the worker died), at once.
 """
+import math
 import threading
 
 from kombu import Connection, Exchange, Queue
@@ -91,6 +92,15 @@ def publish_options(config):
         timeout = config['CELERY_PUBLISH_TIMEOUT']
         return {'timeout': timeout, 'confirm_timeout': timeout}
     return {}
+
+
+def countdown(config, seconds):
+    """A retry's delay as the broker can keep it: RabbitMQ's delayed delivery
+    counts whole seconds, at least one (Celery refuses a message whose
+    countdown rounds down to 0, and it would be lost to the sweep)."""
+    if kind(config['CELERY_BROKER_URL']) == RABBITMQ:
+        return max(1, math.ceil(seconds))
+    return seconds
 
 
 def queue_depth(connection, queue=QUEUE):

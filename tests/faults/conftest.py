@@ -76,9 +76,14 @@ def read_log(path):
 
 class OwnPostgres:
     """A throwaway PostgreSQL cluster in a temporary directory, on a free port
-    of 127.0.0.1 (unix socket in the same directory), fsync off."""
+    of 127.0.0.1 (unix socket in the same directory), fsync off.
 
-    def __init__(self):
+    `host`: the address it listens on instead (its clients on that network
+    may connect); `wrap`: a command prefix its server commands run under
+    (tests/hosts: ip netns exec <namespace>)."""
+
+    def __init__(self, host='127.0.0.1', wrap=()):
+        self.host, self.wrap = host, list(wrap)
         self.bindir = pg_bindir()
         self.as_root = os.geteuid() == 0
         self.base = tempfile.mkdtemp(prefix='faults-pg-')
@@ -94,13 +99,13 @@ class OwnPostgres:
 
     @property
     def url(self):
-        return f'postgresql://{DB_ROLE}:{DB_PASSWORD}@127.0.0.1:{self.port}/{DB_NAME}'
+        return f'postgresql://{DB_ROLE}:{DB_PASSWORD}@{self.host}:{self.port}/{DB_NAME}'
 
     def _run(self, *args, check=True, timeout=60):
         command = [os.path.join(self.bindir, args[0]), *args[1:]]
         if self.as_root:  # initdb refuses root: the server runs as the postgres user
             command = ['runuser', '-u', PG_USER, '--', *command]
-        done = subprocess.run(command, cwd=self.base, capture_output=True, text=True,
+        done = subprocess.run([*self.wrap, *command], cwd=self.base, capture_output=True, text=True,
                               timeout=timeout)
         if check and done.returncode:
             raise RuntimeError(f'{" ".join(args)} failed ({done.returncode}):\n'
@@ -111,10 +116,13 @@ class OwnPostgres:
         self._run('initdb', '-D', self.data, '-U', PG_USER, '--auth-local=trust',
                   '--auth-host=scram-sha-256', '--no-sync', '--no-instructions', '-E', 'UTF8')
         with open(os.path.join(self.data, 'postgresql.conf'), 'a') as f:
-            f.write(f"\nlisten_addresses = '127.0.0.1'\nport = {self.port}\n"
+            f.write(f"\nlisten_addresses = '{self.host}'\nport = {self.port}\n"
                     f"unix_socket_directories = '{self.base}'\n"
                     'fsync = off\nfull_page_writes = off\n'
                     'max_connections = 100\n')
+        if self.host != '127.0.0.1':  # the clients of its network, with a password
+            with open(os.path.join(self.data, 'pg_hba.conf'), 'a') as f:
+                f.write('\nhost all all samenet scram-sha-256\n')
         self.start()
         self.admin(f"CREATE ROLE {DB_ROLE} LOGIN PASSWORD '{DB_PASSWORD}'",
                    f'CREATE DATABASE {DB_NAME} OWNER {DB_ROLE}')

@@ -1,0 +1,25 @@
+"""The pipeline and the worker chaos (exactly-once) tests again, on RabbitMQ
+(TEST_RABBITMQ_URL), whatever broker TEST_BROKER gives the other modules:
+CI runs them on both brokers. The tests are test_pipeline's and
+test_worker_chaos's own, imported; this module's `service` (web and worker on
+RabbitMQ, on ports of their own) stands in for the session's."""
+import pytest
+
+from tests.e2e import test_pipeline, test_worker_chaos
+from tests.e2e.conftest import RABBITMQ_URL, free_port, start_service
+
+# The same test functions, collected here a second time with this module's fixtures.
+globals().update({name: test for name, test in vars(test_pipeline).items()
+                  if name.startswith('test_')})
+test_jobs_survive_repeated_worker_kills = test_worker_chaos.test_jobs_survive_repeated_worker_kills
+
+
+@pytest.fixture(scope='module')
+def service(service_env, tmp_path_factory):
+    """web and worker on RabbitMQ (its quorum queue, publisher confirms)."""
+    env = {**service_env, 'CELERY_BROKER_URL': RABBITMQ_URL,
+           'PORT': str(free_port()), 'FLOWER_PORT': str(free_port())}
+    with start_service(env, str(tmp_path_factory.mktemp('logs-rabbitmq'))) as svc:
+        assert svc.http.get(svc.url + '/health').json()['checks'] == {
+            'postgres': 'ok', 'rabbitmq': 'ok'}
+        yield svc
