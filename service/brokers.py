@@ -70,7 +70,7 @@ def celery_conf(config):
             'socket_connect_timeout': timeout,
             # A broker that stops answering (a network cut, not a refused
             # connection) fails a publish within this, rather than never.
-            'socket_timeout': max(timeout, 5.0),
+            'socket_timeout': timeout,
         }}
     return {
         'broker_transport_options': {'confirm_publish': True},

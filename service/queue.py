@@ -54,14 +54,18 @@ def publish(celery, job_ids, kind, per_message=1):
 
 def publish_recorded(by_kind):
     """Publish committed jobs, {kind: ids}. If the broker refuses, they are
-    all withdrawn from the ledger and the broker's error raised."""
+    all withdrawn from the ledger and the broker's error raised, with
+    `taken`: the ids a worker had taken already, which stay accepted (a
+    publish that timed out waiting for the broker's answer, the message
+    delivered all the same: a network cut at that moment)."""
     app = current_app
     try:
         for kind, ids in by_kind.items():
             publish(app.extensions[EXTENSION], ids, kind,
                     per_message=app.config['WORKER_BATCH_SIZE'])
-    except Exception:
-        ledger.withdraw(_session(), [job_id for ids in by_kind.values() for job_id in ids])
+    except Exception as error:
+        recorded = [job_id for ids in by_kind.values() for job_id in ids]
+        error.taken = set(recorded) - ledger.withdraw(_session(), recorded)
         raise
 
 

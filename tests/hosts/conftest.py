@@ -16,10 +16,16 @@ after it). The test itself runs in the client namespace (setns of its own
 thread), so its HTTP, database and broker connections cross the veth network
 as a remote client's would.
 
-Faults are made with tc: a cut drops every packet between two hosts (netem
-loss 100% on a filter of the peer's address, both ways) and the DB link
-slowed by netem delay and loss. The namespaces, the processes and the
-PostgreSQL cluster are removed at the end whatever happened.
+PostgreSQL listens on the database host's loopback, behind a relay
+(relay.py) on its address: the relay only forwards, unless the link is
+slowed on a kernel without tc's netem (then it makes the delay).
+
+Faults: a cut drops silently every packet between two hosts (nftables rules
+in one of them, both directions); the database link is slowed by netem
+delay and loss (tc) where the kernel has netem, else by the relay's delay
+and nftables' random drops (real packet loss: TCP retransmits). The
+namespaces, the processes and the PostgreSQL cluster are removed at the end
+whatever happened.
 
 Needs root and iproute2 (`ip netns`); skipped otherwise. Small sizes by
 default, `--big` for the 30 s cuts.
@@ -41,12 +47,13 @@ import requests
 
 from cli.processes import ROOT, procfile_command
 from tests.e2e.conftest import FLOWER_AUTH, Service
-from tests.faults.conftest import JobStream, OwnPostgres, post, read_log
+from tests.faults.conftest import DB_NAME, DB_PASSWORD, DB_ROLE, JobStream, OwnPostgres, post, read_log
 
 SUBNET = '10.200.0'
 HOSTS = {'client': 100, 'db': 2, 'broker': 3, 'web1': 11, 'web2': 12,
          'worker1': 21, 'worker2': 22, 'ops': 30}
-WEB_PORT, FLOWER_PORT, REDIS_PORT = 8000, 5555, 6379
+WEB_PORT, FLOWER_PORT, REDIS_PORT, DB_PORT = 8000, 5555, 6379, 5432
+RELAY = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'relay.py')
 CLONE_NEWNET = 0x40000000
 SERVICE_PREFIXES = ('FLASK_', 'SQLALCHEMY_', 'CELERY_', 'WORKER_', 'TEST_DATABASE')
 
@@ -123,34 +130,43 @@ class Network:
 
     # --- faults --------------------------------------------------------------
 
-    def _drop(self, host, peer):
-        """Drop every packet `host` sends to `peer` (a prio band of netem loss 100%)."""
+    def nft(self, host, *rules):
+        """Add nftables rules in the host's table `faults` (made on first use)."""
         ns = self.ns(host)
-        sh('ip', 'netns', 'exec', ns, 'tc', 'qdisc', 'add', 'dev', 'eth0', 'root', 'handle', '1:',
-           'prio')
-        sh('ip', 'netns', 'exec', ns, 'tc', 'qdisc', 'add', 'dev', 'eth0', 'parent', '1:3',
-           'handle', '30:', 'netem', 'loss', '100%')
-        sh('ip', 'netns', 'exec', ns, 'tc', 'filter', 'add', 'dev', 'eth0', 'protocol', 'ip',
-           'parent', '1:0', 'prio', '3', 'u32', 'match', 'ip', 'dst', f'{address(peer)}/32',
-           'flowid', '1:3')
+        sh('ip', 'netns', 'exec', ns, 'nft', 'add', 'table', 'inet', 'faults')
+        sh('ip', 'netns', 'exec', ns, 'nft', 'add', 'chain', 'inet', 'faults', 'out',
+           '{ type filter hook output priority 0; }')
+        sh('ip', 'netns', 'exec', ns, 'nft', 'add', 'chain', 'inet', 'faults', 'in',
+           '{ type filter hook input priority 0; }')
+        for chain, rule in rules:
+            sh('ip', 'netns', 'exec', ns, 'nft', 'add', 'rule', 'inet', 'faults', chain, *rule)
 
     def clear(self, host):
-        sh('ip', 'netns', 'exec', self.ns(host), 'tc', 'qdisc', 'del', 'dev', 'eth0', 'root',
-           check=False)
+        """Remove the host's faults (its nftables table, a netem qdisc)."""
+        ns = self.ns(host)
+        sh('ip', 'netns', 'exec', ns, 'nft', 'delete', 'table', 'inet', 'faults', check=False)
+        sh('ip', 'netns', 'exec', ns, 'tc', 'qdisc', 'del', 'dev', 'eth0', 'root', check=False)
 
-    def cut(self, a, b):
-        """Nothing passes between hosts a and b any more (both ways), silently."""
-        self._drop(a, b)
-        self._drop(b, a)
+    def cut(self, host, peer):
+        """Nothing passes between `host` and `peer` any more, either way: the
+        host drops silently every packet to and from the peer (as a cable
+        pulled, no error to either side)."""
+        self.nft(host, ('out', ['ip', 'daddr', address(peer), 'drop']),
+                 ('in', ['ip', 'saddr', address(peer), 'drop']))
 
-    def mend(self, a, b):
-        self.clear(a)
-        self.clear(b)
+    def mend(self, host):
+        self.clear(host)
 
-    def slow(self, host, delay_ms, loss_percent):
-        """Every packet the host sends waits `delay_ms`; `loss_percent` are lost."""
-        sh('ip', 'netns', 'exec', self.ns(host), 'tc', 'qdisc', 'add', 'dev', 'eth0', 'root',
-           'netem', 'delay', f'{delay_ms}ms', 'loss', f'{loss_percent}%')
+
+def netem_available():
+    """Whether the kernel has tc's netem (some VMs' kernels lack it)."""
+    name = f'dsnetem{os.getpid()}'
+    sh('ip', 'netns', 'add', name)
+    try:
+        return not subprocess.run(['ip', 'netns', 'exec', name, 'tc', 'qdisc', 'add', 'dev', 'lo',
+                                   'root', 'netem', 'delay', '1ms'], capture_output=True).returncode
+    finally:
+        sh('ip', 'netns', 'del', name, check=False)
 
 
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -219,6 +235,22 @@ class Topology(Service):
         self.processes[f'{host}-{name}'] = HostProcess(self.network, host, name, env,
                                                        self.log_dir)
 
+    def slow_db(self, delay_ms, loss_percent):
+        """Every packet the database host sends waits `delay_ms`; `loss_percent` are lost."""
+        if self.netem:
+            sh('ip', 'netns', 'exec', self.network.ns('db'), 'tc', 'qdisc', 'add', 'dev', 'eth0',
+               'root', 'netem', 'delay', f'{delay_ms}ms', 'loss', f'{loss_percent}%')
+            return
+        assert delay_ms == self.relay_delay_ms, 'the relay delays by the time it was started with'
+        os.kill(self.relay.pid, signal.SIGUSR1)
+        self.network.nft('db', ('out', ['numgen', 'random', 'mod', '100', '<', str(loss_percent),
+                                        'drop']))
+
+    def mend_db(self):
+        if not self.netem:
+            os.kill(self.relay.pid, signal.SIGUSR2)
+        self.network.clear('db')
+
     def stop_host(self, host, sig=signal.SIGTERM):
         for key in [k for k in self.processes if k.startswith(host + '-')]:
             self.processes.pop(key).stop(sig)
@@ -282,6 +314,8 @@ def network():
     why = _why_not()
     if why:
         pytest.skip(why)
+    if shutil.which('nft') is None:
+        pytest.fail('the hosts tests need nftables (nft) for their network faults')
     net = Network()
     atexit.register(net.remove)
     try:
@@ -289,6 +323,15 @@ def network():
     finally:
         net.remove()
         atexit.unregister(net.remove)
+
+
+def start_relay(network, pg, log_dir, delay_ms):
+    """The relay on the database host's address, to its PostgreSQL."""
+    log = open(os.path.join(log_dir, 'db-relay.log'), 'ab')
+    return subprocess.Popen(
+        ['ip', 'netns', 'exec', network.ns('db'), sys.executable, RELAY, address('db'),
+         str(DB_PORT), '127.0.0.1', str(pg.port), str(delay_ms)],
+        stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
 
 def start_redis(network, log_dir, timeout=30):
@@ -315,20 +358,22 @@ def topology(network, tmp_path_factory):
     """Every host running: PostgreSQL, Redis, web on web1 and web2, a worker
     on worker1 and worker2, beat and Flower on ops."""
     log_dir = str(tmp_path_factory.mktemp('hosts'))
-    pg = OwnPostgres(host=address('db'), wrap=['ip', 'netns', 'exec', network.ns('db')])
+    pg = OwnPostgres(wrap=['ip', 'netns', 'exec', network.ns('db')])
     atexit.register(pg.cleanup)
-    redis_server = None
-    topo = None
+    netem = netem_available()
+    redis_server = relay = topo = None
     try:
         with inside(network.ns('client')):
             pg.init()
+            relay = start_relay(network, pg, log_dir, delay_ms=100)
             redis_server = start_redis(network, log_dir)
             env = {k: v for k, v in os.environ.items() if not k.startswith(SERVICE_PREFIXES)}
             env.update({
                 'PATH': os.path.dirname(sys.executable) + os.pathsep + env.get('PATH', ''),
                 'SERVICE_MODE': 'development', 'LOG_FORMAT': 'json',
                 'FLASK_CONFIG_PREFIXES': 'FLASK,SQLALCHEMY,CELERY', 'FLASK_API_TOKENS': '',
-                'SQLALCHEMY_DEFAULT': pg.url,
+                'SQLALCHEMY_DEFAULT': (f'postgresql://{DB_ROLE}:{DB_PASSWORD}@{address("db")}:'
+                                       f'{DB_PORT}/{DB_NAME}'),
                 'CELERY_BROKER_URL': f'redis://{address("broker")}:{REDIS_PORT}/0',
                 'PORT': str(WEB_PORT), 'FLOWER_PORT': str(FLOWER_PORT),
                 'FLOWER_BASIC_AUTH': FLOWER_AUTH,
@@ -341,6 +386,7 @@ def topology(network, tmp_path_factory):
                 'BEAT_SCHEDULE_FILE': os.path.join(log_dir, 'beat-schedule'),
             })
             topo = Topology(network, env, log_dir)
+            topo.netem, topo.relay, topo.relay_delay_ms = netem, relay, 100
             with topo.app.app_context():
                 topo.db.syncdb('default')
             for host in ('web1', 'web2'):
@@ -358,9 +404,10 @@ def topology(network, tmp_path_factory):
             topo.stop_all()
             for connection in topo.db.pool.connections.values():
                 connection.engine.dispose()
-        if redis_server is not None:
-            redis_server.kill()
-            redis_server.wait()
+        for popen in (redis_server, relay):
+            if popen is not None:
+                popen.kill()
+                popen.wait()
         pg.cleanup()
         atexit.unregister(pg.cleanup)
 

@@ -84,8 +84,8 @@ def run_stream(hosts, seconds, fault=None, size=None, threads=2):
             time.sleep(size.warmup)
             burst = stream.burst(size.burst)
             assert [a.status for a in burst] == [202, 202], [a.body for a in burst]
-            times['down'] = time.monotonic()
             mend = fault()
+            times['down'] = time.monotonic()  # from here the fault surely holds
             time.sleep(size.fault / 2)
             times['health'] = [get_health_of(hosts, url) for url in hosts.web_urls]
             time.sleep(max(0.0, times['down'] + size.fault - time.monotonic()))
@@ -139,7 +139,7 @@ def test_a_worker_host_cut_from_the_database_host(hosts, big):
 
     def fault():
         network.cut('worker1', 'db')
-        return lambda: network.mend('worker1', 'db')
+        return lambda: network.mend('worker1')
 
     stream, user_id, known, times = run_stream(hosts, 0, fault, size)
     before = [i for a in stream.answers if a.ended <= times['down'] for i in a.job_ids]
@@ -161,7 +161,7 @@ def test_a_web_host_cut_from_the_broker_host(hosts, big):
 
     def fault():
         network.cut('web2', 'broker')
-        return lambda: network.mend('web2', 'broker')
+        return lambda: network.mend('web2')
 
     stream, user_id, known, times = run_stream(hosts, 0, fault, size)
     figures = assess(hosts, stream, user_id, times['down'], times['up'], known_job_ids=known)
@@ -218,7 +218,7 @@ def test_a_slow_lossy_database_link(hosts, big):
     figures_of = {}
     for link in ('clean', 'slow'):
         if link == 'slow':
-            hosts.network.slow('db', delay_ms=100, loss_percent=1)
+            hosts.slow_db(delay_ms=100, loss_percent=1)
         try:
             started, started_wall = time.monotonic(), time.time()
             stream, user_id, known, _ = run_stream(hosts, seconds, threads=8)
@@ -226,10 +226,11 @@ def test_a_slow_lossy_database_link(hosts, big):
             took = drain_seconds(hosts, ids, started_wall) or (time.monotonic() - started)
             figures = assess(hosts, stream, user_id, float('inf'), 0, known_job_ids=known)
         finally:
-            hosts.network.clear('db')
+            hosts.mend_db()
         figures_of[link] = figures
         report(f'database link {link}', figures,
                delay_ms=100 if link == 'slow' else 0, loss_percent=1 if link == 'slow' else 0,
-               jobs_per_second=f'{figures.accepted / took:.1f}', seconds=f'{took:.1f}')
+               jobs_per_second=f'{figures.accepted / took:.1f}', seconds=f'{took:.1f}',
+               made_by='tc netem' if hosts.netem else 'relay delay + nftables drops')
         check_exact(figures, hosts.logs())
         assert figures.accepted > 0 and set(Counter(a.status for a in stream.answers)) == {202}
