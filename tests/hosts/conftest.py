@@ -298,6 +298,14 @@ class HostsStream(JobStream):
             i += 1
             self.stopping.wait(self.pause)
 
+    def post_to(self, url, n, i=0):
+        """POST the stream's job (n, i) to `url` now; kept as the stream's own."""
+        answer = post(requests.Session(), url, *self.job(n, i))
+        with self._lock:
+            self.answers.append(answer)
+            self.by_answer[id(answer)] = url
+        return answer
+
     def answers_of(self, url):
         return [a for a in self.answers if self.by_answer.get(id(a)) == url]
 
@@ -381,7 +389,9 @@ def topology(network, tmp_path_factory):
                 'SQLALCHEMY_LOCK_TIMEOUT_MS': '1000',
                 'CELERY_VISIBILITY_TIMEOUT': '20',
                 'WORKER_RETRY_BASE_SECONDS': '0.2', 'WORKER_RETRY_MAX_SECONDS': '2',
-                'WORKER_SWEEP_AGE_SECONDS': '3', 'WORKER_STALE_RUNNING_SECONDS': '5',
+                # Longer than a refused publish takes (about 6 s): a job the web
+                # is still publishing is not the sweep's yet.
+                'WORKER_SWEEP_AGE_SECONDS': '15', 'WORKER_STALE_RUNNING_SECONDS': '5',
                 'WORKER_SWEEP_EVERY_SECONDS': '1', 'WORKER_BATCH_SIZE': '10',
                 'BEAT_SCHEDULE_FILE': os.path.join(log_dir, 'beat-schedule'),
             })
