@@ -22,6 +22,9 @@ from cli.processes import ROOT, Process, rss_bytes
 
 DB_URL = os.environ.get('BENCH_DATABASE_URL', 'postgresql://ds:dsps@127.0.0.1:5432/ds_bench')
 BROKER_URL = os.environ.get('BENCH_BROKER_URL', 'redis://127.0.0.1:6379/14')
+# `--broker rabbitmq`: a virtual host of the benchmark's own is best.
+BROKERS = {'redis': BROKER_URL,
+           'rabbitmq': os.environ.get('BENCH_RABBITMQ_URL', 'amqp://guest:guest@127.0.0.1:5672//')}
 NAIVE_DIR = os.environ.get('NAIVE_STACK_DIR',
                            os.path.join(ROOT, '..', 'shared', 'anchors', 'naive_stack'))
 PORT = int(os.environ.get('BENCH_PORT', '8741'))
@@ -60,16 +63,32 @@ def wrk(url, body, seconds, connections=16, delay_ms=None):
     return total - (int(failed.group(1)) if failed else 0)
 
 
+def empty_broker(url):
+    """No message of an earlier run: the Redis database flushed, or the
+    RabbitMQ jobs queue deleted (the service declares it again)."""
+    if url.startswith('redis'):
+        redis.Redis.from_url(url).flushdb()
+        return
+    from kombu import Connection
+    with Connection(url, connect_timeout=10) as connection:
+        channel = connection.channel()
+        try:
+            channel.queue_delete('jobs')
+        finally:
+            channel.close()
+
+
 class Bench:
-    def __init__(self, seconds, log_dir):
+    def __init__(self, seconds, log_dir, broker_url=BROKER_URL):
         self.seconds = seconds
         self.log_dir = log_dir
+        self.broker_url = broker_url
         self.url = f'http://127.0.0.1:{PORT}'
         self.engine = create_engine(DB_URL)
         self.env = dict(os.environ, **{
             'PATH': os.path.dirname(sys.executable) + os.pathsep + os.environ['PATH'],
             'FLASK_CONFIG_PREFIXES': 'FLASK,SQLALCHEMY,CELERY',
-            'SQLALCHEMY_DEFAULT': DB_URL, 'CELERY_BROKER_URL': BROKER_URL, 'PORT': str(PORT),
+            'SQLALCHEMY_DEFAULT': DB_URL, 'CELERY_BROKER_URL': broker_url, 'PORT': str(PORT),
             'FLASK_API_TOKENS': '',
             'WORKER_CONCURRENCY': os.environ.get('WORKER_CONCURRENCY', '2'),
         })
@@ -88,11 +107,11 @@ class Bench:
     def start(self):
         from service import create_app
         self.app = create_app(config={'SQLALCHEMY_DEFAULT': DB_URL,
-                                      'CELERY_BROKER_URL': BROKER_URL})
+                                      'CELERY_BROKER_URL': self.broker_url})
         with self.app.app_context():
             self.app.extensions['pg'].dropdb()
             self.app.extensions['pg'].syncdb()
-        redis.Redis.from_url(BROKER_URL).flushdb()
+        empty_broker(self.broker_url)
         for name in ('web', 'worker'):
             self.processes[name] = Process(name, self.env, self.log_dir)
         self._wait_up()
@@ -212,23 +231,12 @@ class Bench:
                 'growth': round(marks[total] / marks[first] - 1, 3)}
 
 
-def main(argv):
-    import argparse
-    parser = argparse.ArgumentParser(prog='manage.py bench', description=__doc__)
-    parser.add_argument('--seconds', type=int, default=10, help='wrk duration per scenario')
-    parser.add_argument('--scenarios', default=','.join(SCENARIOS))
-    parser.add_argument('--no-naive', action='store_true', help='skip the naive stack')
-    args = parser.parse_args(argv)
-    wanted = args.scenarios.split(',')
-    naive_single = naive_locked = None
-    if not args.no_naive:
-        naive_single = naive('single', args.seconds)
-        if 'hot_row' in wanted:
-            naive_locked = naive('locked', args.seconds)
-    log_dir = tempfile.mkdtemp(prefix='bench-logs-')
-    bench = Bench(args.seconds, log_dir)
+def run_scenarios(broker, wanted, seconds, log_dir, naive_single, naive_locked):
+    """The scenarios on one broker, a JSON line each (with the broker's name)."""
+    os.makedirs(log_dir, exist_ok=True)
+    progress(f'broker {broker}')
+    bench = Bench(seconds, log_dir, BROKERS[broker])
     bench.start()
-    results = []
     try:
         single = None
         for scenario in wanted:
@@ -245,9 +253,35 @@ def main(argv):
             if reference:
                 result['naive_jobs_per_s'] = reference
                 result['ratio'] = round(result['jobs_per_s'] / reference, 2)
+            result['broker'] = broker
             print(json.dumps(result), flush=True)
-            results.append(result)
     finally:
         bench.stop()
+
+
+def main(argv):
+    import argparse
+    parser = argparse.ArgumentParser(prog='manage.py bench', description=__doc__)
+    parser.add_argument('--seconds', type=int, default=10, help='wrk duration per scenario')
+    parser.add_argument('--scenarios', default=','.join(SCENARIOS))
+    parser.add_argument('--no-naive', action='store_true', help='skip the naive stack')
+    parser.add_argument('--broker', default='redis',
+                        help='comma-separated brokers to run the scenarios on, one after the '
+                             'other: redis (BENCH_BROKER_URL), rabbitmq (BENCH_RABBITMQ_URL)')
+    args = parser.parse_args(argv)
+    wanted = args.scenarios.split(',')
+    brokers = args.broker.split(',')
+    unknown = [b for b in brokers if b not in BROKERS]
+    if unknown:
+        parser.error(f'unknown broker {", ".join(unknown)}: choose among {", ".join(BROKERS)}')
+    naive_single = naive_locked = None
+    if not args.no_naive:
+        naive_single = naive('single', args.seconds)
+        if 'hot_row' in wanted:
+            naive_locked = naive('locked', args.seconds)
+    log_dir = tempfile.mkdtemp(prefix='bench-logs-')
+    for broker in brokers:
+        run_scenarios(broker, wanted, args.seconds, os.path.join(log_dir, broker),
+                      naive_single, naive_locked)
     progress(f'logs in {log_dir}')
     return 0
