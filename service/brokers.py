@@ -30,7 +30,7 @@ from kombu import Connection, Exchange, Queue
 from service.errors import ConfigError
 
 REDIS, RABBITMQ = 'redis', 'rabbitmq'
-SCHEMES = {'redis': REDIS, 'rediss': REDIS,
+SCHEMES = {'redis': REDIS, 'rediss': REDIS, 'redis+socket': REDIS,
            'amqp': RABBITMQ, 'amqps': RABBITMQ, 'pyamqp': RABBITMQ}
 QUEUE = 'jobs'
 # Deliveries of one message before RabbitMQ drops it (the sweep takes over).
