@@ -1,5 +1,6 @@
 """The two brokers the service runs on, chosen by CELERY_BROKER_URL's scheme:
-Redis (redis://, rediss://) and RabbitMQ (amqp://, amqps://, pyamqp://).
+Redis (redis://, rediss://, redis+socket://) and RabbitMQ (amqp://, amqps://,
+pyamqp://).
 
 Everything that differs between them lives here: the Celery settings of
 each, the options of a publish, and the probe that health and metrics use.
@@ -8,8 +9,8 @@ RabbitMQ: the jobs queue is a durable quorum queue (replicated on a cluster,
 kept on disk) and every publish waits for the broker's confirm, so a 202
 means the message is stored by the broker as the job row is by PostgreSQL.
 What quorum queues change:
-- Priorities: a quorum queue refuses x-max-priority (RabbitMQ < 3.12; later
-  ones know two levels only). The service sends none.
+- Priorities: a quorum queue refuses x-max-priority (RabbitMQ 3; RabbitMQ 4
+  knows two levels only). The service sends none.
 - Redeliveries are counted: past DELIVERY_LIMIT deliveries (a message whose
   job kills every worker that takes it) RabbitMQ drops the message instead of
   redelivering it forever; its job stays queued or running in the ledger and
@@ -75,6 +76,10 @@ def celery_conf(config):
     return {
         'broker_transport_options': {'confirm_publish': True},
         'broker_connection_timeout': timeout,
+        # A consumer on a half-open connection (a network cut) notices within
+        # about two heartbeats. The web's idle pooled connections are closed by
+        # RabbitMQ meanwhile: their next publish fails unconfirmed and is retried
+        # once on a new connection (task_publish_retry_policy).
         'broker_heartbeat': 30,
         'task_queues': (jobs_queue(),),
         'task_default_exchange': QUEUE,
