@@ -37,7 +37,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from contextlib import contextmanager
@@ -47,7 +46,8 @@ import requests
 
 from cli.processes import ROOT, procfile_command
 from tests.e2e.conftest import FLOWER_AUTH, Service
-from tests.faults.conftest import DB_NAME, DB_PASSWORD, DB_ROLE, JobStream, OwnPostgres, post, read_log
+from tests.faults.conftest import (DB_NAME, DB_PASSWORD, DB_ROLE, JobStream, OwnPostgres, post,
+                                   read_log)
 
 SUBNET = '10.200.0'
 HOSTS = {'client': 100, 'db': 2, 'broker': 3, 'web1': 11, 'web2': 12,

@@ -88,7 +88,8 @@ def run_stream(hosts, seconds, fault=None, size=None, threads=2):
             times['down'] = time.monotonic()  # from here the fault surely holds
             # One POST to each web host from the start of the fault (the
             # stream's own may still be waiting on a connection cut).
-            times['probes'] = [stream.post_to(url, 1000 + n) for n, url in enumerate(hosts.web_urls)]
+            times['probes'] = [stream.post_to(url, 1000 + n)
+                               for n, url in enumerate(hosts.web_urls)]
             time.sleep(max(0.0, times['down'] + size.fault / 2 - time.monotonic()))
             times['health'] = [get_health_of(hosts, url) for url in hosts.web_urls]
             time.sleep(max(0.0, times['down'] + size.fault - time.monotonic()))

@@ -219,7 +219,8 @@ def test_the_pipeline_through_pgbouncer(bounced, bouncer):
     assert set(names.values()) == {1} and len(names) == 100 + 200
     credits = dict(svc.sql('SELECT id, credit_score FROM users WHERE id = ANY(:ids)', ids=users))
     for n, user in enumerate(users):
-        expected = sum(p['amount'] for k, p in requests_ if k == 'user.credit' and p['user_id'] == user)
+        expected = sum(p['amount'] for k, p in requests_
+                       if k == 'user.credit' and p['user_id'] == user)
         assert credits[user] == expected + (1000 if n == 0 else 0)
     logs = '\n'.join(p.log() for p in svc.processes.values())
     assert 'prepared statement' not in logs and 'unsupported startup parameter' not in logs
