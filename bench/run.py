@@ -31,6 +31,9 @@ from bench.poller import Poller
 from cli.processes import Process, rss_bytes
 
 DB_URL = os.environ.get('BENCH_DATABASE_URL', 'postgresql://ds:dsps@127.0.0.1:5432/ds_bench')
+# `--broker rabbitmq`: a virtual host of the benchmark's own is best.
+RABBITMQ_URL = os.environ.get('BENCH_RABBITMQ_URL', 'amqp://guest:guest@127.0.0.1:5672//')
+BROKERS = ('redis', 'rabbitmq')
 PORT = int(os.environ.get('BENCH_PORT', '8741'))
 SCENARIOS = ('single', 'batch', 'hot_row', 'latency', 'memory', 'floor', 'scheduled')
 BATCH = 500
@@ -112,17 +115,35 @@ def wrk_latency(out):
     return found
 
 
+def empty_broker(url):
+    """No message of an earlier run: the Redis database flushed, or the
+    RabbitMQ jobs queue deleted (the service declares it again)."""
+    if url.startswith('redis'):
+        redis.Redis.from_url(url).flushdb()
+        return
+    from kombu import Connection
+    with Connection(url, connect_timeout=10) as connection:
+        channel = connection.channel()
+        try:
+            channel.queue_delete('jobs')
+        finally:
+            channel.close()
+
+
 class Bench:
-    def __init__(self, seconds, log_dir, broker):
+    def __init__(self, seconds, log_dir, broker, broker_name='redis'):
         self.seconds = seconds
         self.log_dir = log_dir
         self.broker = broker
+        self.broker_name = broker_name
+        # RabbitMQ's server is not the bench's own: its CPU is not counted.
+        self.broker_url = broker.url if broker_name == 'redis' else RABBITMQ_URL
         self.url = f'http://127.0.0.1:{PORT}'
         self.engine = create_engine(DB_URL)
         self.env = dict(os.environ, **{
             'PATH': os.path.dirname(sys.executable) + os.pathsep + os.environ['PATH'],
             'FLASK_CONFIG_PREFIXES': 'FLASK,SQLALCHEMY,CELERY',
-            'SQLALCHEMY_DEFAULT': DB_URL, 'CELERY_BROKER_URL': broker.url, 'PORT': str(PORT),
+            'SQLALCHEMY_DEFAULT': DB_URL, 'CELERY_BROKER_URL': self.broker_url, 'PORT': str(PORT),
             'FLASK_API_TOKENS': '',
             'WORKER_CONCURRENCY': os.environ.get('WORKER_CONCURRENCY', '2'),
             'BEAT_SCHEDULE_FILE': os.path.join(log_dir, 'celerybeat-schedule'),
@@ -142,11 +163,11 @@ class Bench:
     def start(self):
         from service import create_app
         self.app = create_app(config={'SQLALCHEMY_DEFAULT': DB_URL,
-                                      'CELERY_BROKER_URL': self.broker.url})
+                                      'CELERY_BROKER_URL': self.broker_url})
         with self.app.app_context():
             self.app.extensions['pg'].dropdb()
             self.app.extensions['pg'].syncdb()
-        redis.Redis.from_url(self.broker.url).flushdb()
+        empty_broker(self.broker_url)
         # The service as deployed: web, worker and beat (the sweep's schedule).
         for name in ('web', 'worker', 'beat'):
             self.processes[name] = Process(name, self.env, self.log_dir)
@@ -180,7 +201,8 @@ class Bench:
             found = {}
             for name, process in self.processes.items():
                 found.update((pid, name) for pid in tree(process.pid, table))
-            found[self.broker.pid] = 'redis'
+            if self.broker_name == 'redis':
+                found[self.broker.pid] = 'redis'
             return found
         return CpuMeter(groups, DB_URL)
 
@@ -371,6 +393,10 @@ def main(argv):
     parser.add_argument('--no-naive', action='store_true', help='skip the naive stack')
     parser.add_argument('--no-procrastinate', action='store_true',
                         help='skip the procrastinate stack')
+    parser.add_argument('--broker', default='redis',
+                        help='comma-separated brokers to run the scenarios on, one after the '
+                             'other: redis (its own server, or BENCH_BROKER_URL), rabbitmq '
+                             '(BENCH_RABBITMQ_URL)')
     parser.add_argument('--scheduled-jobs', type=int, default=SCHEDULED_JOBS, metavar='N',
                         help=f'jobs of the scheduled scenario (default {SCHEDULED_JOBS:,}; '
                              'the lateness target is for 100,000)')
@@ -382,6 +408,11 @@ def main(argv):
     if unknown:
         parser.error(f'unknown scenarios: {", ".join(sorted(unknown))}')
     log_dir = tempfile.mkdtemp(prefix='bench-logs-')
+    brokers = args.broker.split(',')
+    unknown_brokers = set(brokers) - set(BROKERS)
+    if unknown_brokers:
+        parser.error(f'unknown broker {", ".join(sorted(unknown_brokers))}: '
+                     f'choose among {", ".join(BROKERS)}')
     broker = Broker(log_dir)
     try:
         peers = {}
@@ -394,15 +425,18 @@ def main(argv):
                 result = anchor.run(kind, args.seconds, DB_URL, progress)
                 peers.setdefault(anchor.name, {})[kind] = result
                 emit(result)
-        run_service(args, wanted, log_dir, broker, peers)
+        for name in brokers:
+            progress(f'broker {name}')
+            run_service(args, wanted, os.path.join(log_dir, name), broker, peers, name)
     finally:
         broker.stop()
     progress(f'logs in {log_dir}')
     return 0
 
 
-def run_service(args, wanted, log_dir, broker, peers):
-    bench = Bench(args.seconds, log_dir, broker)
+def run_service(args, wanted, log_dir, broker, peers, broker_name='redis'):
+    os.makedirs(log_dir, exist_ok=True)
+    bench = Bench(args.seconds, log_dir, broker, broker_name)
     bench.start()
     try:
         floor_result = None
@@ -422,6 +456,7 @@ def run_service(args, wanted, log_dir, broker, peers):
                 result = getattr(bench, scenario)()
             if scenario == 'single':
                 single = result
+            result['broker'] = bench.broker_name
             emit(compare(result, peers, floor_result))
     finally:
         bench.stop()

@@ -18,7 +18,8 @@ ORDER BY n
 RETURNING id
 ''')
 
-WITHDRAW = text('DELETE FROM jobs WHERE id = ANY(CAST(:ids AS bigint[])) AND status = :queued')
+WITHDRAW = text('DELETE FROM jobs WHERE id = ANY(CAST(:ids AS bigint[])) AND status = :queued '
+                'RETURNING id')
 
 
 def insert_jobs(conn, jobs):
@@ -83,9 +84,12 @@ def _record_rows(session, kind, payloads, scope, keys, digests, request_id, run_
 
 def withdraw(session, job_ids):
     """Delete jobs recorded but never published (the broker refused their
-    message), so nothing is left half-accepted; committed. Only jobs still
-    queued: a job a worker already took stays."""
+    message), so nothing is left half-accepted; committed; return the ids
+    deleted. Only jobs still queued: a job a worker already took stays (its
+    message did reach the broker, whose answer was lost)."""
     with translate():
         session.rollback()
-        session.execute(WITHDRAW, {'ids': id_array(job_ids), 'queued': Status.QUEUED})
+        withdrawn = {job_id for (job_id,) in session.execute(
+            WITHDRAW, {'ids': id_array(job_ids), 'queued': Status.QUEUED})}
         session.commit()
+    return withdrawn

@@ -19,7 +19,8 @@ class Database:
                 pool_size=config.get('SQLALCHEMY_POOL_SIZE', 5),
                 max_overflow=config.get('SQLALCHEMY_MAX_OVERFLOW', 5),
                 pool_pre_ping=config.get('SQLALCHEMY_POOL_PRE_PING', True),
-                lock_timeout_ms=config.get('SQLALCHEMY_LOCK_TIMEOUT_MS')))
+                lock_timeout_ms=config.get('SQLALCHEMY_LOCK_TIMEOUT_MS'),
+                pgbouncer=config.get('SQLALCHEMY_PGBOUNCER', False)))
             for name, url in database_urls(config).items()})
 
     def _engines(self, connection_name):

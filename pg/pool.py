@@ -9,7 +9,7 @@ import os
 import threading
 
 from flask import g, has_app_context
-from sqlalchemy import create_engine
+from sqlalchemy import create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
@@ -33,9 +33,16 @@ def _forget_engines_in_child():
 os.register_at_fork(after_in_child=_forget_engines_in_child)
 
 
-def shared_engine(url, pool_size=5, max_overflow=5, pool_pre_ping=True, lock_timeout_ms=None):
-    """Return this process's engine for `url`, creating it once."""
-    key = (str(url), pool_size, max_overflow, pool_pre_ping, lock_timeout_ms)
+def shared_engine(url, pool_size=5, max_overflow=5, pool_pre_ping=True, lock_timeout_ms=None,
+                  pgbouncer=False):
+    """Return this process's engine for `url`, creating it once.
+
+    `pgbouncer`: the URL is a PgBouncer in transaction pooling mode, where
+    consecutive transactions of one connection may run on different server
+    connections: no startup options (PgBouncer refuses them), no prepared
+    statements (PgBouncer before 1.21 does not follow them from server to
+    server), and the settings are set in each transaction instead."""
+    key = (str(url), pool_size, max_overflow, pool_pre_ping, lock_timeout_ms, pgbouncer)
     with _engines_lock:
         engine = _engines.get(key)
         if engine is None:
@@ -43,14 +50,36 @@ def shared_engine(url, pool_size=5, max_overflow=5, pool_pre_ping=True, lock_tim
             # often, and PostgreSQL may then keep one generic plan per
             # connection, made when a table was still small (a sequential scan)
             # and kept while it grows by the million between two ANALYZEs.
-            options = ['-c plan_cache_mode=force_custom_plan']
+            settings = {'plan_cache_mode': 'force_custom_plan'}
             if lock_timeout_ms is not None:
-                options.append(f'-c lock_timeout={int(lock_timeout_ms)}')
-            connect_args = {'connect_timeout': CONNECT_TIMEOUT_SECONDS, 'options': ' '.join(options)}
+                settings['lock_timeout'] = str(int(lock_timeout_ms))
+            connect_args = {'connect_timeout': CONNECT_TIMEOUT_SECONDS}
+            if pgbouncer:
+                connect_args['prepare_threshold'] = None  # psycopg never prepares
+            else:
+                connect_args['options'] = ' '.join(f'-c {k}={v}' for k, v in settings.items())
             engine = create_engine(url, pool_size=pool_size, max_overflow=max_overflow,
                                    pool_pre_ping=pool_pre_ping, connect_args=connect_args)
+            if pgbouncer:
+                _set_in_each_transaction(engine, settings)
             _engines[key] = engine
         return engine
+
+
+def _set_in_each_transaction(engine, settings):
+    """SET LOCAL the settings as each transaction begins (one statement more
+    per transaction): they then hold on whichever server connection PgBouncer
+    gives the transaction, and end with it."""
+    names = sorted(settings)
+    statement = 'SELECT ' + ', '.join(f'set_config(%(n{i})s, %(v{i})s, true)'
+                                      for i in range(len(names)))
+    params = {}
+    for i, name in enumerate(names):
+        params[f'n{i}'], params[f'v{i}'] = name, settings[name]
+
+    @event.listens_for(engine, 'begin')
+    def _begin(conn):
+        conn.exec_driver_sql(statement, params)
 
 
 def database_urls(config):

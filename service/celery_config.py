@@ -1,29 +1,24 @@
 """Celery's settings, derived from the one app config (service/settings.py):
 the service's choices, then any Celery setting given as CELERY_<NAME>
 (service/celery_settings.py), unless it undoes an exactly-once choice."""
-from service import celery_settings
-from service.errors import ConfigError
+from service import brokers, celery_settings
 
 
 def celery_config(config):
     """The Celery settings for at-least-once delivery of short JSON jobs.
 
-    Raises ConfigError when a retry could wait longer than the visibility
-    timeout (Redis would deliver the delayed message a second time early),
-    and UnsafeCeleryConfigError (a ConfigError) naming a CELERY_<NAME> that
-    would undo acks late, JSON only and the like."""
-    if config['WORKER_RETRY_MAX_SECONDS'] >= config['CELERY_VISIBILITY_TIMEOUT']:
-        raise ConfigError('WORKER_RETRY_MAX_SECONDS must stay below CELERY_VISIBILITY_TIMEOUT')
+    The broker's own settings (Redis or RabbitMQ, by the URL) come from
+    service/brokers.py. Raises ConfigError for a broker URL of neither, or
+    (Redis) when a retry could wait longer than the visibility timeout (Redis
+    would deliver the delayed message a second time early), and
+    UnsafeCeleryConfigError (a ConfigError) naming a CELERY_<NAME> that would
+    undo acks late, JSON only and the like."""
+    broker = brokers.celery_conf(config)
     given = celery_settings.overrides(config)
     celery_settings.check_safe(given)
     conf = {
         'broker_url': config['CELERY_BROKER_URL'],
         'broker_connection_retry_on_startup': True,
-        'broker_transport_options': {
-            # Longer than any retry countdown, so a delayed retry is never redelivered early.
-            'visibility_timeout': config['CELERY_VISIBILITY_TIMEOUT'],
-            'socket_connect_timeout': config['CELERY_PUBLISH_TIMEOUT'],
-        },
         'task_serializer': 'json',
         'result_serializer': 'json',
         'accept_content': ['json'],
@@ -42,6 +37,7 @@ def celery_config(config):
             'max_retries': 1, 'interval_start': 0, 'interval_step': 0.2, 'interval_max': 0.2,
         },
         'worker_hijack_root_logger': False,
+        **broker,
     }
     # Transport options given are merged under the service's own.
     transport = {**(given.pop('broker_transport_options', None) or {}),

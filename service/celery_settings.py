@@ -19,7 +19,8 @@ OPTIONS = dict(flatten(NAMESPACES))  # lowercase name -> celery Option
 
 # Transport options the service sets from its own settings.
 OWN_TRANSPORT_OPTIONS = {'visibility_timeout': 'CELERY_VISIBILITY_TIMEOUT',
-                         'socket_connect_timeout': 'CELERY_PUBLISH_TIMEOUT'}
+                         'socket_connect_timeout': 'CELERY_PUBLISH_TIMEOUT',
+                         'socket_timeout': 'CELERY_PUBLISH_TIMEOUT'}
 
 JSON_CONTENT = {'json', 'application/json'}
 

@@ -6,11 +6,11 @@ that only publish (web) know the tasks by name; the worker registers them
 committed; when the broker refuses, what was recorded is taken back, so
 nothing is left half-accepted.
 """
-import redis
 from celery import Celery, Task
 from flask import current_app
 
 import ledger
+from service import brokers
 from service.celery_config import celery_config
 
 EXTENSION = 'celery'
@@ -32,6 +32,7 @@ def init_celery(app):
         'sweep': {'task': SWEEP_TASK, 'schedule': app.config['WORKER_SWEEP_EVERY_SECONDS']},
     }
     celery.set_default()
+    celery.publish_options = brokers.publish_options(app.config)
     app.extensions[EXTENSION] = celery
     return celery
 
@@ -41,16 +42,18 @@ def publish(celery, job_ids, kind, per_message=1):
     group of `per_message` jobs that the worker applies together; to the
     kind's own queue, with its priority, when it has them.
 
-    Raises kombu.exceptions.OperationalError when the broker is unreachable."""
+    Raises kombu.exceptions.OperationalError when the broker is unreachable
+    (RabbitMQ: or does not confirm within CELERY_PUBLISH_TIMEOUT)."""
     from tasks import REGISTRY
     job_ids = list(job_ids)
-    routing = REGISTRY[kind].routing if kind in REGISTRY else {}
+    options = {**getattr(celery, 'publish_options', {}),
+               **(REGISTRY[kind].routing if kind in REGISTRY else {})}
     with celery.producer_or_acquire() as producer:
         for start in range(0, len(job_ids), per_message):
             group = job_ids[start:start + per_message]
             args = [group if len(group) > 1 else group[0]]
             celery.send_task(kind, args=args, producer=producer,
-                             argsrepr=_args_repr(args), kwargsrepr='{}', **routing)
+                             argsrepr=_args_repr(args), kwargsrepr='{}', **options)
 
 
 def _args_repr(args, limit=1024):
@@ -70,14 +73,18 @@ def queues(celery):
 
 def publish_recorded(by_kind):
     """Publish committed jobs, {kind: ids}. If the broker refuses, they are
-    all withdrawn from the ledger and the broker's error raised."""
+    all withdrawn from the ledger and the broker's error raised, with
+    `taken`: the ids a worker had taken already, which stay accepted (a
+    publish that timed out waiting for the broker's answer, the message
+    delivered all the same: a network cut at that moment)."""
     app = current_app
     try:
         for kind, ids in by_kind.items():
             publish(app.extensions[EXTENSION], ids, kind,
                     per_message=app.config['WORKER_BATCH_SIZE'])
-    except Exception:
-        ledger.withdraw(_session(), [job_id for ids in by_kind.values() for job_id in ids])
+    except Exception as error:
+        recorded = [job_id for ids in by_kind.values() for job_id in ids]
+        error.taken = set(recorded) - ledger.withdraw(_session(), recorded)
         raise
 
 
@@ -90,18 +97,6 @@ def publish_retried(retried):
     except Exception:
         ledger.restore_failed(_session(), retried)
         raise
-
-
-def broker_client(app):
-    """This process's Redis client of the broker (health check, queue depth),
-    made once, waiting no longer than CELERY_PUBLISH_TIMEOUT."""
-    client = app.extensions.get('broker_redis')
-    if client is None:
-        timeout = app.config['CELERY_PUBLISH_TIMEOUT']
-        client = app.extensions['broker_redis'] = redis.Redis.from_url(
-            app.config['CELERY_BROKER_URL'], socket_connect_timeout=timeout,
-            socket_timeout=timeout)
-    return client
 
 
 def _session():

@@ -138,16 +138,23 @@ SETTINGS = {
         True, _bool, 'Test a pooled connection before use, so a database restart costs no request.'),
     'SQLALCHEMY_LOCK_TIMEOUT_MS': Setting(
         5000, int, 'Longest wait for a row lock before the statement fails (55P03, retried).'),
+    'SQLALCHEMY_PGBOUNCER': Setting(
+        False, _bool, 'The databases are reached through PgBouncer in transaction pooling mode: '
+                      'no startup options, no prepared statements; plan_cache_mode and lock_timeout '
+                      'are set in each transaction (set_config(..., true)).'),
     'CELERY_BROKER_URL': Setting(
-        'redis://127.0.0.1:6379/0', str, 'The Redis broker that carries the job messages '
-                                         '(unset: REDIS_URL, then the default).'),
+        'redis://127.0.0.1:6379/0', str, 'The broker that carries the job messages: Redis '
+                                         '(redis://) or RabbitMQ (amqp://, quorum queue, publisher '
+                                         'confirms) (unset: REDIS_URL, then the default).'),
     'CELERY_VISIBILITY_TIMEOUT': Setting(
-        300, int, 'Seconds before Redis redelivers a message fetched but not acked.'),
+        300, int, 'Seconds before Redis redelivers a message fetched but not acked (Redis only: '
+                 'RabbitMQ redelivers when the worker\'s connection closes).'),
     'CELERY_PREFETCH_MULTIPLIER': Setting(
         8, int, 'Messages each worker process reserves ahead; jobs are short '
                 '(Celery\'s own CELERY_WORKER_PREFETCH_MULTIPLIER wins when given).'),
     'CELERY_PUBLISH_TIMEOUT': Setting(
-        2.0, float, 'Seconds the web waits for Redis before answering 503.'),
+        2.0, float, 'Seconds the web waits for the broker (RabbitMQ: its publish confirm) '
+                 'before answering 503.'),
     'WORKER_BATCH_SIZE': Setting(
         500, int, 'Jobs of one batch request (or sweep) sent as one message, applied in one transaction.'),
     'WORKER_MAX_ATTEMPTS': Setting(

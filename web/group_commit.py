@@ -120,9 +120,12 @@ class GroupCommit:
 
     def _run(self, group):
         try:
-            ids = self._flush([w.job for w in group])
-            for waiter, job_id in zip(group, ids):
-                waiter.job_id = job_id
+            outcomes = self._flush([w.job for w in group])
+            for waiter, outcome in zip(group, outcomes):  # an id, or what refused the job
+                if isinstance(outcome, BaseException):
+                    waiter.error = outcome
+                else:
+                    waiter.job_id = outcome
         except Exception as error:  # every job of the group gets the answer
             for waiter in group:
                 waiter.error = error
@@ -138,17 +141,23 @@ def init_group_commit(app):
     default = app.extensions['pg'].pool.connection().engine
     app.extensions[ENGINE] = shared_engine(
         default.url, pool_size=LEADERS, max_overflow=0, pool_pre_ping=False,
-        lock_timeout_ms=app.config['SQLALCHEMY_LOCK_TIMEOUT_MS'])
+        lock_timeout_ms=app.config['SQLALCHEMY_LOCK_TIMEOUT_MS'],
+        pgbouncer=app.config['SQLALCHEMY_PGBOUNCER'])
 
 
 def _flush(jobs):
     """Record (committed) and publish a group of (kind, payload, request id)
-    jobs; return their ids."""
+    jobs; return their ids, or for each job the broker refused, its error."""
     ids = _record(jobs)
     by_kind = {}
     for job, job_id in zip(jobs, ids):
         by_kind.setdefault(job[0], []).append(job_id)
-    publish_recorded(by_kind)
+    try:
+        publish_recorded(by_kind)
+    except Exception as error:
+        # Refused, but for the jobs a worker took already (accepted after all).
+        taken = getattr(error, 'taken', ())
+        return [job_id if job_id in taken else error for job_id in ids]
     return ids
 
 

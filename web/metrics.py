@@ -1,5 +1,5 @@
 """GET /metrics: Prometheus text, computed at scrape time from the ledger
-(PostgreSQL) and the broker (Redis).
+(PostgreSQL) and the broker (Redis or RabbitMQ).
 
 Web and workers are separate processes (containers), so no process counts
 jobs itself: the ledger, which every process writes, is the one place that
@@ -8,7 +8,8 @@ has seen settled: the jobs below the oldest unfinished one and older than
 SETTLE_SECONDS (no transaction still inserting one of them) are finished
 and stay so. A scrape then reads by primary key only the jobs past them
 (the backlog and the last SETTLE_SECONDS), plus one small statement of index
-look-ups (the bounds, the oldest queued job, the lock waits) and one LLEN;
+look-ups (the bounds, the oldest queued job, the lock waits) and one
+passive declare of the queue (Redis: LLEN);
 the first scrape of a process reads the whole ledger once. A settled job
 queued again (POST /jobs/<id>/retry) or an emptied ledger makes the next
 scrape start over. Scrapes within a second of one another (threads, several
@@ -19,7 +20,6 @@ import math
 import threading
 import time
 
-import redis
 from flask import Blueprint, Response, current_app
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
@@ -28,10 +28,8 @@ from sqlalchemy import text
 
 from ledger import MAX_JOB_ID, Status, stats
 from pg.exceptions import PgError, translate
-from kombu.transport.redis import PRIORITY_STEPS
-from kombu.transport.redis import Channel as RedisChannel
-
-from service.queue import broker_client, queues
+from service import brokers
+from service.queue import queues
 from tasks import REGISTRY
 
 log = logging.getLogger(__name__)
@@ -45,7 +43,6 @@ STATEMENT_TIMEOUT_MS = 5000
 # it may time out in Prometheus, the next one finds the totals kept.
 FIRST_PASS_TIMEOUT_MS = 300000
 TIMEOUT = text("SELECT set_config('statement_timeout', :ms, true)")
-PRIORITY_SEPARATOR = RedisChannel.sep
 
 
 def _add(into, rows):
@@ -92,12 +89,13 @@ class LedgerCollector:
         except PgError as error:
             log.warning('metrics: the database did not answer: %s', type(error).__name__)
             up.add_metric(['postgres'], 0)
+        probe = brokers.probe(self._app)
         try:
-            families.append(self._queue_depth())
-            up.add_metric(['redis'], 1)
-        except redis.RedisError as error:
-            log.warning('metrics: the broker did not answer: %s', type(error).__name__)
-            up.add_metric(['redis'], 0)
+            families.append(self._queue_depth(probe))
+            up.add_metric([probe.kind], 1)
+        except brokers.BrokerUnavailable as error:
+            log.warning('metrics: the broker did not answer: %s', type(error.__cause__).__name__)
+            up.add_metric([probe.kind], 0)
         return [*families, up]
 
     def _ledger(self):
@@ -123,25 +121,13 @@ class LedgerCollector:
         totals = _add({key: list(numbers) for key, numbers in self._settled.items()}, recent)
         return [*_ledger_families(totals), *_now_families(oldest, lock_waits)]
 
-    def _queue_depth(self):
+    def _queue_depth(self, probe):
         depth = GaugeMetricFamily('jobs_queue_depth', 'Messages waiting in the broker queue '
-                                  '(LLEN, all priorities), not yet fetched by a worker.',
+                                  '(all priorities), not yet fetched by a worker.',
                                   labels=['queue'])
-        names = queues(self._app.extensions['celery'])
-        with broker_client(self._app).pipeline(transaction=False) as pipe:
-            for queue in names:
-                for name in _priority_lists(queue):
-                    pipe.llen(name)
-            lengths = iter(pipe.execute())
-        for queue in names:
-            depth.add_metric([queue], sum(next(lengths) for _ in PRIORITY_STEPS))
+        for queue in queues(self._app.extensions['celery']):
+            depth.add_metric([queue], probe.depth(queue))
         return depth
-
-
-def _priority_lists(queue):
-    """The Redis lists of one queue: kombu keeps a message of priority p in
-    the list of the step at or above it (the queue's own name for step 0)."""
-    return [queue if step == 0 else f'{queue}{PRIORITY_SEPARATOR}{step}' for step in PRIORITY_STEPS]
 
 
 def _ledger_families(totals):

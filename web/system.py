@@ -1,10 +1,9 @@
 """Operational endpoints: the health check."""
-import redis
 from flask import Blueprint, current_app
 from sqlalchemy import text
 
 from pg.exceptions import PgError, translate
-from service.queue import broker_client
+from service import brokers
 from web.errors import RETRY_AFTER_SECONDS, envelope
 
 bp = Blueprint('system', __name__)
@@ -19,17 +18,15 @@ def _postgres_ok():
         return False
 
 
-def _redis_ok():
-    try:
-        return bool(broker_client(current_app).ping())
-    except redis.RedisError:
-        return False
+def _broker_ok():
+    return brokers.probe(current_app).ok()
 
 
 @bp.get('/health')
 def health():
-    """200 when PostgreSQL and Redis both answer, else 503 naming the ones down."""
-    checks = {'postgres': _postgres_ok(), 'redis': _redis_ok()}
+    """200 when PostgreSQL and the broker both answer, else 503 naming the
+    ones down; the broker by its kind (redis or rabbitmq)."""
+    checks = {'postgres': _postgres_ok(), brokers.probe(current_app).kind: _broker_ok()}
     down = [name for name, ok in checks.items() if not ok]
     if down:
         return envelope(503, f'unavailable: {", ".join(down)}',

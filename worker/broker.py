@@ -16,8 +16,9 @@ the channel skips it. Nothing is lost: Redis redelivers unacked messages
 after the visibility timeout if it survived, and the recovery sweep
 publishes again the jobs left queued if it did not.
 
-Used by the worker process only (worker/main.py), so the broker URL that
-beat, Flower and the web front show stays redis://.
+Used by the worker process only (worker/main.py), and only on a redis://
+broker (RabbitMQ's transport is kombu's own), so the broker URL that beat,
+Flower and the web front show stays redis://.
 """
 from kombu.transport import redis
 from redis.exceptions import ConnectionError as RedisConnectionError

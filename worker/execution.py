@@ -10,6 +10,7 @@ from flask import current_app
 import ledger
 from ledger import Status
 from pg.exceptions import PgError, QueryCanceledError, TransientError, translate
+from service import brokers
 from service.logs import job_request_id
 from tasks import REGISTRY, JobFailed, JobTimeout, RetryLater
 from worker.batch import BatchAborted, run_batch
@@ -46,10 +47,11 @@ def _report(outcomes, reasons):
 
 
 def backoff(attempt, config):
-    """Exponential delay before attempt `attempt + 1`, capped, jittered over its upper half."""
+    """Exponential delay before attempt `attempt + 1`, capped, jittered over
+    its upper half (in whole seconds on RabbitMQ: brokers.countdown)."""
     ceiling = min(config['WORKER_RETRY_MAX_SECONDS'],
                   config['WORKER_RETRY_BASE_SECONDS'] * 2 ** max(attempt - 1, 0))
-    return random.uniform(ceiling / 2, ceiling)
+    return brokers.countdown(config, random.uniform(ceiling / 2, ceiling))
 
 
 def _kind(kind_name):

@@ -6,7 +6,7 @@ from celery import signals
 from celery.apps import worker as celery_worker
 from celery.utils.log import get_multiprocessing_logger
 
-from service import create_app, logs
+from service import brokers, create_app, logs
 from worker import init_tasks
 from worker.broker import TRANSPORT
 
@@ -17,8 +17,9 @@ celery = init_tasks(flask_app)
 @signals.celeryd_init.connect
 def _worker_transport(conf=None, **_):
     """The worker process (only it) consumes through worker.broker's transport,
-    which survives a lost Redis connection."""
-    conf.broker_transport = TRANSPORT
+    which survives a lost Redis connection (RabbitMQ: kombu's own)."""
+    if brokers.kind(conf.broker_url) == brokers.REDIS:
+        conf.broker_transport = TRANSPORT
 
 
 @signals.beat_init.connect

@@ -3,9 +3,9 @@ whose worker died, is found in the ledger and published again."""
 import logging
 
 from flask import current_app
-from kombu.exceptions import ChannelError
 
 import ledger
+from service.brokers import queue_depth
 from service.queue import publish, queues
 from tasks import REGISTRY
 
@@ -16,14 +16,9 @@ SWEEP_BATCH = 1000
 
 def broker_backlog(celery):
     """Messages waiting in the jobs' queues, all priorities (not those a worker has fetched)."""
-    total = 0
     with celery.connection_for_write() as conn:
-        for queue in queues(celery):
-            try:
-                total += conn.default_channel.queue_declare(queue, passive=True).message_count
-            except ChannelError:  # the queue does not exist yet: nothing waits
-                pass
-    return total
+        # kombu's Redis channel counts every priority list of a queue.
+        return sum(queue_depth(conn, queue) for queue in queues(celery))
 
 
 def republish_stale(queued_age, running_age, limit=SWEEP_BATCH):

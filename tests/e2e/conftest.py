@@ -1,5 +1,9 @@
 """The whole service started as processes, from the Procfile's own commands,
-against the machine's PostgreSQL and Redis (a Redis database of the tests' own)."""
+against the machine's PostgreSQL and broker: Redis (a database of the
+tests' own, TEST_BROKER_URL) or, with TEST_BROKER=rabbitmq, RabbitMQ
+(TEST_RABBITMQ_URL, a virtual host of the tests' own is best).
+tests/e2e/test_on_rabbitmq.py runs the pipeline and chaos tests on RabbitMQ
+whatever TEST_BROKER says."""
 import os
 import signal
 import socket
@@ -15,9 +19,30 @@ import requests
 from cli.processes import Process
 from tests.conftest import DATABASE_URL
 
-BROKER_URL = os.environ.get('TEST_BROKER_URL', 'redis://127.0.0.1:6379/12')
+REDIS_URL = os.environ.get('TEST_BROKER_URL', 'redis://127.0.0.1:6379/12')
+RABBITMQ_URL = os.environ.get('TEST_RABBITMQ_URL', 'amqp://guest:guest@127.0.0.1:5672//')
+BROKERS = {'redis': REDIS_URL, 'rabbitmq': RABBITMQ_URL}
+TEST_BROKER = os.environ.get('TEST_BROKER', 'redis')
+if TEST_BROKER not in BROKERS:
+    raise ValueError(f'TEST_BROKER must be one of {", ".join(BROKERS)}, not {TEST_BROKER!r}')
+BROKER_URL = BROKERS[TEST_BROKER]
 FLOWER_AUTH = 'flower:e2e-secret'
 FINISHED = ('succeeded', 'failed')
+
+
+def empty_broker(url):
+    """No message of an earlier run left: the Redis database flushed, or the
+    RabbitMQ jobs queue deleted (the service declares it again)."""
+    if url.startswith('redis'):
+        redis.Redis.from_url(url).flushdb()
+        return
+    from kombu import Connection
+    with Connection(url, connect_timeout=10) as connection:
+        channel = connection.channel()
+        try:
+            channel.queue_delete('jobs')
+        finally:
+            channel.close()
 
 
 def free_port():
@@ -148,15 +173,20 @@ def service_env():
     return env
 
 
-@pytest.fixture(scope='session')
-def service(service_env, tmp_path_factory):
-    """web and worker running; the tables made; the test broker database empty."""
-    redis.Redis.from_url(BROKER_URL).flushdb()
-    svc = Service(service_env, str(tmp_path_factory.mktemp('logs')))
+def start_service(env, log_dir):
+    """web and worker running on `env`; the tables made; the broker empty."""
+    empty_broker(env['CELERY_BROKER_URL'])
+    svc = Service(env, log_dir)
     with svc.app.app_context():
         svc.db.syncdb()
         svc.db.cleandb()
-    with svc.running('web', 'worker'):
+    return svc.running('web', 'worker')
+
+
+@pytest.fixture(scope='session')
+def service(service_env, tmp_path_factory):
+    """web and worker running; the tables made; the test broker empty."""
+    with start_service(service_env, str(tmp_path_factory.mktemp('logs'))) as svc:
         yield svc
 
 

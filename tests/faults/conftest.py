@@ -1,4 +1,5 @@
-"""Fault injection against a PostgreSQL and a Redis of the tests' own.
+"""Fault injection against a PostgreSQL and a broker of the tests' own:
+a Redis, or with TEST_BROKER=rabbitmq a RabbitMQ node.
 
 Each test starts its own PostgreSQL cluster (initdb + pg_ctl, as the
 `postgres` OS user when run as root) and its own redis-server, both on free
@@ -32,7 +33,7 @@ import pytest
 import redis
 import requests
 
-from tests.e2e.conftest import FLOWER_AUTH, Service, free_port
+from tests.e2e.conftest import FLOWER_AUTH, TEST_BROKER, Service, free_port
 
 PG_USER = 'postgres'
 DB_ROLE, DB_PASSWORD, DB_NAME = 'ds', 'dsps', 'ds_faults'
@@ -78,9 +79,14 @@ def read_log(path):
 
 class OwnPostgres:
     """A throwaway PostgreSQL cluster in a temporary directory, on a free port
-    of 127.0.0.1 (unix socket in the same directory), fsync off."""
+    of 127.0.0.1 (unix socket in the same directory), fsync off.
 
-    def __init__(self):
+    `host`: the address it listens on instead (its clients on that network
+    may connect); `wrap`: a command prefix its server commands run under
+    (tests/hosts: ip netns exec <namespace>)."""
+
+    def __init__(self, host='127.0.0.1', wrap=()):
+        self.host, self.wrap = host, list(wrap)
         self.bindir = pg_bindir()
         self.as_root = os.geteuid() == 0
         self.base = tempfile.mkdtemp(prefix='faults-pg-')
@@ -101,13 +107,13 @@ class OwnPostgres:
 
     @property
     def url(self):
-        return f'postgresql://{DB_ROLE}:{DB_PASSWORD}@127.0.0.1:{self.port}/{DB_NAME}'
+        return f'postgresql://{DB_ROLE}:{DB_PASSWORD}@{self.host}:{self.port}/{DB_NAME}'
 
     def _run(self, *args, check=True, timeout=60):
         command = [os.path.join(self.bindir, args[0]), *args[1:]]
         if self.as_root:  # initdb refuses root: the server runs as the postgres user
             command = ['runuser', '-u', self.os_user, '--', *command]
-        done = subprocess.run(command, cwd=self.base, capture_output=True, text=True,
+        done = subprocess.run([*self.wrap, *command], cwd=self.base, capture_output=True, text=True,
                               timeout=timeout)
         if check and done.returncode:
             raise RuntimeError(f'{" ".join(args)} failed ({done.returncode}):\n'
@@ -118,10 +124,13 @@ class OwnPostgres:
         self._run('initdb', '-D', self.data, '-U', PG_USER, '--auth-local=trust',
                   '--auth-host=scram-sha-256', '--no-sync', '--no-instructions', '-E', 'UTF8')
         with open(os.path.join(self.data, 'postgresql.conf'), 'a') as f:
-            f.write(f"\nlisten_addresses = '127.0.0.1'\nport = {self.port}\n"
+            f.write(f"\nlisten_addresses = '{self.host}'\nport = {self.port}\n"
                     f"unix_socket_directories = '{self.base}'\n"
                     'fsync = off\nfull_page_writes = off\n'
                     'max_connections = 100\n')
+        if self.host != '127.0.0.1':  # the clients of its network, with a password
+            with open(os.path.join(self.data, 'pg_hba.conf'), 'a') as f:
+                f.write('\nhost all all samenet scram-sha-256\n')
         self.start()
         self.admin(f"CREATE ROLE {DB_ROLE} LOGIN PASSWORD '{DB_PASSWORD}'",
                    f'CREATE DATABASE {DB_NAME} OWNER {DB_ROLE}')
@@ -223,6 +232,102 @@ class OwnRedis:
             shutil.rmtree(self.base, ignore_errors=True)
 
 
+# --- RabbitMQ of the test's own --------------------------------------------------
+
+class OwnRabbitMQ:
+    """A RabbitMQ node of the test's own (node name, ports and data directory
+    of its own, beside the machine's), as a child process. Killed, it keeps
+    what its quorum queues hold (on disk) and gets it back when started again."""
+
+    def __init__(self):
+        if shutil.which('rabbitmq-server') is None:
+            pytest.fail('TEST_BROKER=rabbitmq fault tests need rabbitmq-server on PATH')
+        self.base = tempfile.mkdtemp(prefix='faults-rabbitmq-')
+        self.log_path = os.path.join(self.base, 'rabbitmq.log')
+        self.port, self.dist_port = free_port(), free_port()
+        self.node = f'faults{os.getpid()}{uuid.uuid4().hex[:6]}@localhost'
+        with open(os.path.join(self.base, 'rabbitmq.conf'), 'w') as f:
+            f.write(f'listeners.tcp.local = 127.0.0.1:{self.port}\n')
+        with open(os.path.join(self.base, 'enabled_plugins'), 'w') as f:
+            f.write('[].\n')
+        if os.geteuid() == 0:  # the server runs as the rabbitmq user
+            subprocess.run(['chown', '-R', 'rabbitmq:rabbitmq', self.base], check=True)
+        self.popen = None
+
+    @property
+    def url(self):
+        return f'amqp://guest:guest@127.0.0.1:{self.port}//'
+
+    def start(self, timeout=180):
+        """Start the node (again, on the same ports and data); return once it answers."""
+        from kombu import Connection
+        env = dict(os.environ, RABBITMQ_NODENAME=self.node, RABBITMQ_NODE_PORT=str(self.port),
+                   RABBITMQ_DIST_PORT=str(self.dist_port),
+                   RABBITMQ_MNESIA_BASE=os.path.join(self.base, 'mnesia'),
+                   RABBITMQ_LOG_BASE=os.path.join(self.base, 'log'),
+                   RABBITMQ_ENABLED_PLUGINS_FILE=os.path.join(self.base, 'enabled_plugins'),
+                   RABBITMQ_CONFIG_FILE=os.path.join(self.base, 'rabbitmq'),
+                   RABBITMQ_PID_FILE=os.path.join(self.base, 'pid'))
+        deadline = time.monotonic() + timeout
+        launched = None  # the log's length when the server was started
+        while time.monotonic() < deadline:
+            if launched is None or self.popen.poll() is not None:
+                if launched is not None and 'duplicate_node_name' not in self.log()[launched:]:
+                    raise RuntimeError(f'rabbitmq-server exited:\n{self.log()[-2000:]}')
+                # (epmd may still hold the name of the node just killed: again)
+                launched = len(self.log())
+                with open(self.log_path, 'ab') as log:
+                    self.popen = subprocess.Popen(['rabbitmq-server'], cwd=self.base, env=env,
+                                                  stdout=log, stderr=subprocess.STDOUT,
+                                                  start_new_session=True)
+            try:
+                with Connection(self.url, connect_timeout=2) as connection:
+                    connection.connect()
+                return self
+            except Exception:  # noqa: BLE001 (not up yet)
+                time.sleep(0.5)
+        raise RuntimeError(f'rabbitmq-server did not answer:\n{self.log()[-2000:]}')
+
+    def stop(self, sig=signal.SIGKILL, timeout=30):
+        """Stop the node: SIGKILL (the default) to all its processes at once
+        (the server runs as the rabbitmq user in a session of its own: its
+        pid file names it)."""
+        from cli.processes import children
+        pids = []
+        try:
+            with open(os.path.join(self.base, 'pid')) as f:
+                beam = int(f.read().strip())
+            pids = [beam, *children(beam)]
+        except (OSError, ValueError):
+            pass
+        if self.popen is not None and self.popen.poll() is None:
+            pids.append(self.popen.pid)
+        for pid in pids:
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+        if self.popen is not None:
+            try:
+                self.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.popen.pid, signal.SIGKILL)
+                self.popen.wait()
+        deadline = time.monotonic() + timeout
+        while any(os.path.exists(f'/proc/{pid}') for pid in pids[:1]) and \
+                time.monotonic() < deadline:
+            time.sleep(0.1)
+
+    def log(self):
+        return read_log(self.log_path)
+
+    def cleanup(self):
+        try:
+            self.stop()
+        finally:
+            shutil.rmtree(self.base, ignore_errors=True)
+
+
 # --- fixtures --------------------------------------------------------------------
 
 @pytest.fixture
@@ -239,7 +344,8 @@ def own_postgres():
 
 @pytest.fixture
 def own_redis():
-    server = OwnRedis()
+    """The broker of the test's own: Redis, or RabbitMQ with TEST_BROKER=rabbitmq."""
+    server = OwnRabbitMQ() if TEST_BROKER == 'rabbitmq' else OwnRedis()
     atexit.register(server.cleanup)
     try:
         yield server.start()
@@ -286,7 +392,7 @@ def fault_service(fault_env, own_postgres, own_redis, tmp_path):
     log_dir = tmp_path / 'logs'
     log_dir.mkdir()
     svc = Service(fault_env, str(log_dir))
-    svc.postgres, svc.redis = own_postgres, own_redis
+    svc.postgres, svc.redis = own_postgres, own_redis  # .redis: the broker (RabbitMQ too)
     with svc.app.app_context():
         svc.db.syncdb('default')
     try:

@@ -2,7 +2,12 @@
 stream of jobs, then started again on the same port: every POST made while
 it is down answers 503 with Retry-After (never 500), and once it is back
 every accepted job is applied exactly once, those whose messages died with
-Redis included: the beat's recovery sweep publishes them again."""
+Redis included: the beat's recovery sweep publishes them again.
+
+TEST_BROKER=rabbitmq: the same with a RabbitMQ node of the test's own,
+killed at once; its quorum queue keeps the messages (on disk), so the
+sweep has nothing it must recover."""
+from tests.e2e.conftest import TEST_BROKER
 from tests.faults.conftest import Size, check_run, report, run_with_fault
 
 SMALL = Size(warmup=5, outage=10, after=10, threads=1, burst=600, drain_deadline=30,
@@ -15,6 +20,7 @@ def test_redis_restart_loses_nothing_and_applies_nothing_twice(fault_service, bi
     svc = fault_service
     run = run_with_fault(svc, BIG if big else SMALL, 'redis',
                          take_down=svc.redis.stop, bring_back=svc.redis.start)
-    report('redis restart', run)
-    check_run(svc, run, 'redis')
-    assert run.swept > 0, 'no job was swept up: the kill lost no message to recover'
+    report(f'{TEST_BROKER} restart', run)
+    check_run(svc, run, TEST_BROKER)
+    if TEST_BROKER == 'redis':
+        assert run.swept > 0, 'no job was swept up: the kill lost no message to recover'

@@ -34,7 +34,8 @@ def test_values_are_typed_as_celery_types_them():
     assert found['task_soft_time_limit'] is None
     # Transport options given are merged under the service's own.
     assert found['broker_transport_options'] == {
-        'max_connections': 20, 'visibility_timeout': 300, 'socket_connect_timeout': 2.0}
+        'max_connections': 20, 'visibility_timeout': 300, 'socket_connect_timeout': 2.0,
+        'socket_timeout': 2.0}
 
 
 def test_the_service_settings_keep_working():
@@ -43,7 +44,8 @@ def test_the_service_settings_keep_working():
     assert found['broker_url'] == 'redis://example:1/2'
     assert found['worker_prefetch_multiplier'] == 3
     assert found['broker_transport_options'] == {'visibility_timeout': 600,
-                                                 'socket_connect_timeout': 1.5}
+                                                 'socket_connect_timeout': 1.5,
+                                                 'socket_timeout': 1.5}
     # Celery's own name of the prefetch wins when given.
     assert conf(CELERY_WORKER_PREFETCH_MULTIPLIER='1')['worker_prefetch_multiplier'] == 1
 

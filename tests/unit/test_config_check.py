@@ -39,7 +39,7 @@ def test_own_names_are_listed_and_a_database_is_a_url():
            'SQLALCHEMY_REPORT': 'nope'}
     assert problems(env) == [
         'FLASK_BH_DEBUG_LEVEL is not a setting (did you mean FLASK_DEBUG?)',
-        'SQLALCHEMY_REPORT is not a setting (did you mean SQLALCHEMY_DEFAULT?)']
+        'SQLALCHEMY_REPORT is not a setting (did you mean SQLALCHEMY_PGBOUNCER?)']
     assert problems({**env, 'FLASK_CONFIG_EXTRA_NAMES': 'flask_bh_debug_level, SQLALCHEMY_REPORT'}) == []
 
 

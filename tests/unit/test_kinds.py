@@ -59,8 +59,13 @@ def test_a_kind_name_is_registered_once():
 
 
 def test_backoff_grows_is_capped_and_jittered():
-    config = {'WORKER_RETRY_BASE_SECONDS': 0.5, 'WORKER_RETRY_MAX_SECONDS': 30.0}
+    config = {'WORKER_RETRY_BASE_SECONDS': 0.5, 'WORKER_RETRY_MAX_SECONDS': 30.0,
+              'CELERY_BROKER_URL': 'redis://h:6379/0'}
     first = [backoff(1, config) for _ in range(50)]
     assert all(0.25 <= d <= 0.5 for d in first) and len(set(first)) > 1
     assert all(4 <= backoff(5, config) <= 8 for _ in range(20))
     assert all(15 <= backoff(20, config) <= 30 for _ in range(20))
+    # RabbitMQ's delayed delivery keeps whole seconds, at least one.
+    rabbit = {**config, 'CELERY_BROKER_URL': 'amqp://u:p@h:5672/v'}
+    assert {backoff(1, rabbit) for _ in range(20)} == {1}
+    assert all(backoff(5, rabbit) in range(4, 9) for _ in range(20))
