@@ -4,18 +4,30 @@ import json
 from sqlalchemy import select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
+from ledger import counts
 from ledger.errors import IdempotencyConflict
 from ledger.model import Job, Status, id_array
 from pg.exceptions import translate
 
-# One statement whatever the number of jobs (prepared once by the driver). The
-# ids come from the sequence in the order of the rows, so sorted they match them.
-INSERT_JOBS = text('''
-INSERT INTO jobs (kind, payload, status, attempts, request_id)
-SELECT job->>'kind', job->'payload', :queued, 0, job->>'request_id'
-FROM jsonb_array_elements(CAST(:jobs AS jsonb)) WITH ORDINALITY AS t(job, n)
-ORDER BY n
-RETURNING id
+# One statement whatever the number of jobs (prepared once by the driver),
+# counted as accepted in it. The ids come from the sequence in the order of
+# the rows, so sorted they match them.
+INSERT_JOBS = text(f'''
+WITH new AS (
+    INSERT INTO jobs (kind, payload, status, attempts, request_id)
+    SELECT job->>'kind', job->'payload', :queued, 0, job->>'request_id'
+    FROM jsonb_array_elements(CAST(:jobs AS jsonb)) WITH ORDINALITY AS t(job, n)
+    ORDER BY n
+    RETURNING id, kind),
+tally AS ({counts.tally('new', 'accepted')})
+SELECT id FROM new
+''')
+
+# A key older than its window is let go (its job stays): the key then makes a new job.
+EXPIRE_KEYS = text('''
+UPDATE jobs SET idempotency_scope = NULL, idempotency_key = NULL, request_digest = NULL
+WHERE idempotency_scope = :scope AND idempotency_key = ANY(:keys)
+  AND created_at < now() - make_interval(secs => :window)
 ''')
 
 WITHDRAW = text('DELETE FROM jobs WHERE id = ANY(CAST(:ids AS bigint[])) AND status = :queued')
@@ -30,21 +42,27 @@ def insert_jobs(conn, jobs):
         {'kind': job[0], 'payload': job[1], 'request_id': job[2] if len(job) > 2 else None}
         for job in jobs])
     with translate():
-        ids = conn.scalars(INSERT_JOBS, {'queued': Status.QUEUED, 'jobs': document}).all()
+        ids = conn.scalars(INSERT_JOBS, {'queued': Status.QUEUED, 'jobs': document,
+                                         'slot': counts.slot()}).all()
     return sorted(ids)
 
 
-def record(session, kind, payloads, *, scope=None, keys=None, digests=None, request_id=None):
+def record(session, kind, payloads, *, scope=None, keys=None, digests=None, request_id=None,
+           key_window=None):
     """Insert one queued job per payload (not committed), each with the
     `request_id` of the request; return (ids, created).
 
     With idempotency `keys` (one per payload, with the `digests` of the
-    requests), keys already recorded in `scope` insert nothing: their jobs'
-    ids come back with created False. Raises IdempotencyConflict when a key
-    was used for another request."""
+    requests), keys recorded in `scope` less than `key_window` seconds ago
+    insert nothing: their jobs' ids come back with created False; an older
+    key is forgotten and makes a new job. Raises IdempotencyConflict when a
+    key was used for another request."""
     if keys is None:
         return insert_jobs(session, [(kind, p, request_id) for p in payloads]), True
     with translate():
+        if key_window is not None:
+            session.execute(EXPIRE_KEYS, {'scope': scope, 'keys': list(keys),
+                                          'window': key_window})
         return _record_keyed(session, kind, payloads, scope, keys, digests, request_id)
 
 
@@ -58,6 +76,7 @@ def _record_keyed(session, kind, payloads, scope, keys, digests, request_id):
         index_elements=['idempotency_scope', 'idempotency_key'],
         index_where=Job.idempotency_key.isnot(None)).returning(Job.idempotency_key, Job.id)
     inserted = dict(session.execute(stmt, rows).all())
+    counts.add_accepted(session, kind, len(inserted))
     if len(inserted) == len(rows):
         return [inserted[k] for k in keys], True
     if inserted:

@@ -15,6 +15,7 @@ from service.celery_config import celery_config
 
 EXTENSION = 'celery'
 SWEEP_TASK = 'jobs.sweep'
+PRUNE_TASK = 'jobs.prune'
 
 
 def init_celery(app):
@@ -30,6 +31,7 @@ def init_celery(app):
     celery.conf.beat_schedule = {
         **(celery.conf.beat_schedule or {}),  # a CELERY_BEAT_SCHEDULE given keeps its entries
         'sweep': {'task': SWEEP_TASK, 'schedule': app.config['WORKER_SWEEP_EVERY_SECONDS']},
+        'prune': {'task': PRUNE_TASK, 'schedule': app.config['WORKER_PRUNE_EVERY_SECONDS']},
     }
     celery.set_default()
     app.extensions[EXTENSION] = celery

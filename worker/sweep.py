@@ -1,9 +1,21 @@
-"""The recovery sweep (run by beat): a job whose message the broker lost, or
-whose worker died, is found in the ledger and published again."""
+"""The recovery sweep (run by beat, worker.beat): a dead worker's messages
+are handed back to the queue, and jobs whose message the broker lost, or
+whose worker died, are found in the ledger and published again.
+
+A live worker refreshes, every second, the delivery time Redis keeps for
+each message it has fetched and not acked (worker.broker). A message not
+refreshed for WORKER_LOST_SECONDS belonged to a worker that died: it goes
+back to the head of the queue (the end workers take from next), so the
+dead worker's jobs, claimed or only prefetched, run again at once, not
+behind the backlog and not after the broker's visibility timeout."""
+import base64
+import json
 import logging
+import time
 
 from flask import current_app
 from kombu.exceptions import ChannelError
+from kombu.transport.redis import Mutex, MutexHeld
 
 import ledger
 from service.queue import publish
@@ -24,15 +36,55 @@ def broker_backlog(celery):
             return 0
 
 
-def republish_stale(queued_age, running_age, limit=SWEEP_BATCH):
+def message_job_ids(raw):
+    """The job ids an unacked entry of the Redis transport carries."""
+    try:
+        message = json.loads(raw)[0]
+        [arg], _, _ = json.loads(base64.b64decode(message['body']))
+        return arg if isinstance(arg, list) else [arg]
+    except (ValueError, KeyError, TypeError):
+        return []
+
+
+def hand_back_orphans(celery, lost_seconds):
+    """Put back at the head of their queue the messages fetched and not
+    acked whose worker has not refreshed them for `lost_seconds`; return the
+    ids of their jobs."""
+    ids = []
+    with celery.connection_for_write() as conn:
+        channel = conn.default_channel
+        client = channel.client
+        orphans = client.zrange(channel.unacked_index_key, 0, time.time() - lost_seconds,
+                                byscore=True)
+        if not orphans:
+            return ids
+        try:
+            # Kombu's own lock over the unacked messages (its restore takes it too).
+            with Mutex(client, channel.unacked_mutex_key, channel.unacked_mutex_expire):
+                for tag in orphans:
+                    raw = client.hget(channel.unacked_key, tag)
+                    if raw is not None:
+                        ids.extend(message_job_ids(raw))
+                        channel.qos.restore_by_tag(tag, client, leftmost=False)
+        except MutexHeld:
+            return ids
+    if ids:
+        log.warning('sweep: handed back %d messages of a lost worker (%d jobs)',
+                    len(orphans), len(ids))
+    return ids
+
+
+def republish_stale(queued_age, running_age, limit=SWEEP_BATCH, lost_age=None, spared=()):
     """Publish again the jobs left queued longer than `queued_age` seconds
-    while the queue is empty (their message was lost), and those left running
-    by a dead worker longer than `running_age`; return how many. A duplicate
+    while the queue is empty (their message was lost), those left running
+    longer than `running_age`, and those running for `lost_age` under a
+    dead owner (but the jobs `spared`); return how many. A duplicate
     message is harmless: the ledger applies a job once."""
     celery = current_app.extensions['celery']
     session = current_app.extensions['pg'].pool.connection().session
     by_kind = ledger.take_stale(session, queued_age=queued_age, running_age=running_age,
-                                sweep_queued=broker_backlog(celery) == 0, limit=limit)
+                                sweep_queued=broker_backlog(celery) == 0, limit=limit,
+                                lost_age=lost_age, spared=spared)
     for kind, ids in by_kind.items():
         if kind in REGISTRY:
             publish(celery, ids, kind, per_message=current_app.config['WORKER_BATCH_SIZE'])
@@ -40,3 +92,13 @@ def republish_stale(queued_age, running_age, limit=SWEEP_BATCH):
     if count:
         log.warning('sweep: published %d stale jobs again', count)
     return count
+
+
+def recover(config):
+    """One sweep: the lost workers' messages handed back, then the stale
+    jobs published again; return how many jobs were sent again."""
+    lost = config['WORKER_LOST_SECONDS']
+    handed_back = hand_back_orphans(current_app.extensions['celery'], lost)
+    return len(handed_back) + republish_stale(
+        config['WORKER_SWEEP_AGE_SECONDS'], config['WORKER_STALE_RUNNING_SECONDS'],
+        lost_age=lost, spared=handed_back)

@@ -1,0 +1,92 @@
+"""Monotone tallies of job events (table job_counts), the source of the
+jobs_*_total metrics: each event is counted by the statement that makes it,
+in its transaction, so a count never goes down (a retried job keeps its
+failure counted, a pruned job its outcome) and a scrape reads a few hundred
+rows whatever the size of the ledger.
+
+Events: accepted (recorded), retried (an attempt past a job's first),
+succeeded and failed (with the histogram of durations, acceptance to
+completion). A tally statement is a CTE appended to the statement of the
+change: `tally(source, event)` reads the rows `source` returned (columns
+kind, and seconds for the outcomes).
+"""
+import random
+
+from sqlalchemy import text
+
+from pg.exceptions import translate
+
+EVENTS = ('accepted', 'retried', 'succeeded', 'failed')
+# Upper bounds (seconds) of the duration histogram's buckets, +Inf added.
+BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
+# Rows per kind and event: two transactions counting the same event wait on
+# one another's row lock only when they draw the same slot.
+SLOTS = 16
+
+_BUCKET_COUNTS = ', '.join(f'count(*) FILTER (WHERE seconds <= {bound!r})' for bound in BUCKETS)
+
+
+def tally(source, event, where=''):
+    """SQL of a data-modifying CTE body adding the rows of `source` (kind
+    and, for succeeded and failed, seconds) to the tallies of `event`, in
+    the slot :slot. Rows are locked in kind order: no deadlock between two
+    statements counting several kinds."""
+    durations = event in ('succeeded', 'failed')
+    columns = (f"coalesce(sum(seconds), 0), ARRAY[{_BUCKET_COUNTS}]::bigint[]"
+               if durations else '0, NULL')
+    merge = ('''seconds = job_counts.seconds + excluded.seconds,
+                   buckets = ARRAY(SELECT a + b FROM unnest(job_counts.buckets, excluded.buckets)
+                                   WITH ORDINALITY AS u(a, b, i) ORDER BY i)'''
+             if durations else 'seconds = job_counts.seconds')
+    return f'''
+    INSERT INTO job_counts (kind, event, slot, total, seconds, buckets)
+    SELECT kind, '{event}', :slot, count(*), {columns}
+    FROM {source} {where} GROUP BY kind ORDER BY kind
+    ON CONFLICT (kind, event, slot) DO UPDATE
+        SET total = job_counts.total + excluded.total, {merge}'''
+
+
+def slot():
+    """The shard a statement counts in."""
+    return random.randrange(SLOTS)
+
+
+ADD = text(f'''
+WITH added(kind) AS (SELECT CAST(:kind AS varchar) FROM generate_series(1, :n))
+{tally('added', 'accepted')}
+''')
+
+TOTALS = text('''
+SELECT kind, event, sum(total), sum(seconds), array_agg(buckets) FILTER (WHERE buckets IS NOT NULL)
+FROM job_counts GROUP BY kind, event
+''')
+
+# The tallies of the jobs already in a ledger, once (migration 0004): the
+# same figures the metrics computed from the rows until then.
+SEED = f'''
+WITH jobs_now AS (
+    SELECT kind, status, attempts, date_part('epoch', finished_at - created_at) AS seconds
+    FROM jobs),
+accepted AS ({tally('jobs_now', 'accepted')}),
+retried AS ({tally("(SELECT kind FROM jobs_now, generate_series(2, attempts)) AS r", 'retried')}),
+succeeded AS ({tally('jobs_now', 'succeeded', "WHERE status = 'succeeded'")})
+{tally('jobs_now', 'failed', "WHERE status = 'failed'")}
+'''.replace(':slot', '0')
+
+
+def add_accepted(conn, kind, count):
+    """Count `count` jobs of `kind` recorded, in the caller's transaction."""
+    if count:
+        with translate():
+            conn.execute(ADD, {'kind': kind, 'n': count, 'slot': slot()})
+
+
+def totals(conn):
+    """{(kind, event): (total, seconds, [count at most each bound of BUCKETS])}."""
+    with translate():
+        rows = conn.execute(TOTALS).all()
+    found = {}
+    for kind, event, total, seconds, buckets in rows:
+        summed = [sum(column) for column in zip(*buckets)] if buckets else [0] * len(BUCKETS)
+        found[(kind, event)] = (int(total), float(seconds or 0), summed)
+    return found
