@@ -26,7 +26,23 @@ NAIVE_DIR = os.environ.get('NAIVE_STACK_DIR',
                            os.path.join(ROOT, '..', 'shared', 'anchors', 'naive_stack'))
 PORT = int(os.environ.get('BENCH_PORT', '8741'))
 SCENARIOS = ('single', 'batch', 'hot_row', 'latency', 'memory')
+OTHER_SCENARIOS = ('history', 'index_cost')  # run when named
 BATCH = 500
+DAY = 86400
+
+# `rows` finished jobs spread over the last 30 days, oldest first (ids grow
+# with time, as they do), one in 20 failed, three kinds; counted in job_counts.
+FILL_HISTORY = '''
+INSERT INTO jobs (kind, payload, status, attempts, result, error, finished_at, created_at, updated_at)
+SELECT (ARRAY['genre.create', 'user.credit', 'artist.create'])[1 + i % 3],
+       '{"name": "old", "description": "history"}',
+       CASE WHEN i % 20 = 0 THEN 'failed' ELSE 'succeeded' END, 1,
+       CASE WHEN i % 20 = 0 THEN NULL ELSE '{"id": 1}'::jsonb END,
+       CASE WHEN i % 20 = 0 THEN 'no such genre' END,
+       t + interval '20 ms', t, t + interval '20 ms'
+FROM generate_series(:first, :last) AS i,
+     LATERAL (SELECT now() - interval '30 days' + i * interval '30 days' / :rows AS t) AS at
+'''
 
 
 def progress(message):
@@ -42,6 +58,19 @@ def naive(scenario, seconds):
                          env=env, capture_output=True, text=True, check=True).stdout
     progress(out.strip())
     return float(re.search(r'end_to_end_per_s=(\d+)', out).group(1))
+
+
+def wrk_get(url, seconds, connections=4):
+    """GET `url` for `seconds`; return (requests, p50 ms, p99 ms, non-2xx)."""
+    out = subprocess.run(['wrk', '-t1', f'-c{connections}', f'-d{seconds}s', '--latency', url],
+                         capture_output=True, text=True, check=True).stdout
+
+    def ms(percent):
+        value, unit = re.search(rf'^\s+{percent}%\s+([\d.]+)(us|ms|s)\s*$', out, re.M).groups()
+        return round(float(value) * {'us': 0.001, 'ms': 1, 's': 1000}[unit], 2)
+    failed = re.search(r'Non-2xx or 3xx responses: (\d+)', out)
+    return (int(re.search(r'(\d+) requests in', out).group(1)), ms(50), ms(99),
+            int(failed.group(1)) if failed else 0)
 
 
 def wrk(url, body, seconds, connections=16, delay_ms=None):
@@ -61,8 +90,9 @@ def wrk(url, body, seconds, connections=16, delay_ms=None):
 
 
 class Bench:
-    def __init__(self, seconds, log_dir):
+    def __init__(self, seconds, log_dir, history_rows=10_000_000):
         self.seconds = seconds
+        self.history_rows = history_rows
         self.log_dir = log_dir
         self.url = f'http://127.0.0.1:{PORT}'
         self.engine = create_engine(DB_URL)
@@ -192,6 +222,125 @@ class Bench:
         result['offered_per_s'] = round(rate)
         return result
 
+    def single_after(self, label):
+        """The single scenario on the ledger as it is (no reset): jobs/s of
+        the jobs accepted during the run, applied."""
+        base = self.sql('SELECT coalesce(max(id), 0) FROM jobs')[0][0]
+        progress(f'{label}: wrk {self.seconds} s on /jobs/genre.create')
+        started = time.monotonic()
+        wrk(self.url + '/jobs/genre.create', '{"name":"rock","description":"yeah"}', self.seconds)
+        time.sleep(0.5)
+        accepted = self.sql('SELECT count(*) FROM jobs WHERE id > :b', b=base)[0][0]
+        finished = self.wait_applied_after(base)
+        return round(accepted / (finished - started))
+
+    def wait_applied_after(self, base, timeout=300):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not self.ledger(ledger.unfinished_count):
+                return time.monotonic()
+            time.sleep(0.25)
+        raise RuntimeError(f'jobs past {base} not applied in {timeout} s')
+
+    def fill_history(self, rows, step=1_000_000):
+        progress(f'history: filling {rows:,} finished jobs over 30 days (SQL)')
+        started = time.monotonic()
+        for first in range(1, rows + 1, step):
+            self.sql(FILL_HISTORY, first=first, last=min(rows, first + step - 1), rows=rows)
+            progress(f'  {min(rows, first + step - 1):,} rows')
+        self.sql(f"INSERT INTO job_counts (kind, event, slot, total, seconds) "
+                 f"SELECT kind, status, 15, count(*), 0 FROM jobs GROUP BY kind, status "
+                 f"ON CONFLICT (kind, event, slot) DO NOTHING")
+        with self.engine.connect() as conn:
+            conn.execution_options(isolation_level='AUTOCOMMIT').execute(text('VACUUM ANALYZE jobs'))
+        size = self.sql("SELECT pg_total_relation_size('jobs')")[0][0]
+        progress(f'history: filled in {time.monotonic() - started:.0f} s, {size / 2**20:.0f} MiB')
+        return size
+
+    def restart_web(self):
+        self.processes['web'].stop()
+        self.processes['web'] = Process('web', self.env, self.log_dir)
+        self._wait_up()
+
+    def history(self):
+        """The single scenario on an empty ledger and on one of `history_rows`
+        finished jobs; listings and /metrics at that size; the single scenario
+        while the pruning deletes a tenth of them."""
+        import requests
+        rows = self.history_rows
+        self.reset()
+        empty = self.single_after('history, empty ledger')
+        size = self.fill_history(rows)
+        full = self.single_after(f'history, {rows:,} jobs')
+        result = {'scenario': 'history', 'rows': rows, 'ledger_mb': round(size / 2**20),
+                  'bytes_per_job': round(size / rows),
+                  'single_empty_jobs_per_s': empty, 'single_full_jobs_per_s': full,
+                  'single_ratio': round(full / empty, 3)}
+        for name, path in (('failed', '/jobs?status=failed&limit=50'),
+                           ('kind', '/jobs?kind=user.credit&limit=50'),
+                           ('failed_kind', '/jobs?status=failed&kind=user.credit&limit=50')):
+            count, p50, p99, bad = wrk_get(self.url + path, self.seconds)
+            progress(f'history: GET {path}: p50 {p50} ms, p99 {p99} ms ({count} requests)')
+            result.update({f'list_{name}_p50_ms': p50, f'list_{name}_p99_ms': p99})
+            assert not bad, f'{bad} non-2xx answers to {path}'
+        # The page after next too: a cursor deep in the history.
+        body = requests.get(self.url + '/jobs?status=failed&limit=1000').json()
+        deep = f'/jobs?status=failed&limit=50&cursor={body["next"]}'
+        result['list_failed_page2_p99_ms'] = wrk_get(self.url + deep, self.seconds)[2]
+        self.restart_web()
+        started = time.monotonic()
+        requests.get(self.url + '/metrics', timeout=60).raise_for_status()
+        result['metrics_first_ms'] = round((time.monotonic() - started) * 1000, 1)
+        _, p50, p99, _ = wrk_get(self.url + '/metrics', self.seconds, connections=2)
+        result.update({'metrics_p50_ms': p50, 'metrics_p99_ms': p99})
+        progress(f'history: /metrics first {result["metrics_first_ms"]} ms, p99 {p99} ms')
+        result.update(self.while_pruning(rows // 10, full))
+        return result
+
+    def while_pruning(self, count, without):
+        """The single scenario while a thread prunes the oldest `count` jobs
+        (a retention that makes them due), batch by batch as beat does."""
+        import threading
+        age = DAY * 30 * (1 - count / self.history_rows)
+        batches = []
+        done = threading.Event()
+
+        def prune():
+            with self.app.app_context():
+                session = self.app.extensions['pg'].pool.connection().session
+                ledger.prune(session, {'succeeded': age, 'failed': age}, key_window=DAY,
+                             batch=self.app.config['WORKER_PRUNE_BATCH'],
+                             on_batch=lambda n, seconds: batches.append((n, seconds)))
+            done.set()
+        pruner = threading.Thread(target=prune, daemon=True)
+        started = time.monotonic()
+        pruner.start()
+        during = self.single_after(f'history, pruning {count:,} jobs')
+        pruner.join()
+        took = time.monotonic() - started
+        deleted = sum(n for n, _ in batches)
+        progress(f'history: pruned {deleted:,} jobs in {took:.1f} s; single {during}/s')
+        return {'pruned': deleted, 'prune_seconds': round(took, 1),
+                'prune_jobs_per_s': round(deleted / took),
+                'prune_batch_max_ms': round(max(s for _, s in batches) * 1000, 1),
+                'prune_batch_p50_ms': round(sorted(s for _, s in batches)[len(batches) // 2] * 1000, 1),
+                'single_pruning_jobs_per_s': during, 'pruning_ratio': round(during / without, 3)}
+
+    def index_cost(self):
+        """single and batch with and without ix_jobs_finished (its one entry
+        per finished job is all the listings cost the hot path)."""
+        result = {'scenario': 'index_cost'}
+        for label in ('with', 'without'):
+            if label == 'without':
+                self.sql('DROP INDEX ix_jobs_finished')
+            result[f'single_{label}'] = self.single()['jobs_per_s']
+            result[f'batch_{label}'] = self.batch()['jobs_per_s']
+        self.sql("CREATE INDEX ix_jobs_finished ON jobs (kind, status, id) "
+                 "WHERE status IN ('succeeded', 'failed')")
+        result['single_cost'] = round(1 - result['single_with'] / result['single_without'], 3)
+        result['batch_cost'] = round(1 - result['batch_with'] / result['batch_without'], 3)
+        return result
+
     def memory(self, total=100_000, first=10_000):
         self.reset()
         items = [{'name': 'rock', 'description': 'yeah'}] * BATCH
@@ -216,7 +365,10 @@ def main(argv):
     import argparse
     parser = argparse.ArgumentParser(prog='manage.py bench', description=__doc__)
     parser.add_argument('--seconds', type=int, default=10, help='wrk duration per scenario')
-    parser.add_argument('--scenarios', default=','.join(SCENARIOS))
+    parser.add_argument('--scenarios', default=','.join(SCENARIOS),
+                        help=f'of {", ".join(SCENARIOS + OTHER_SCENARIOS)}')
+    parser.add_argument('--history-rows', type=int, default=10_000_000,
+                        help='finished jobs the history scenario fills the ledger with')
     parser.add_argument('--no-naive', action='store_true', help='skip the naive stack')
     args = parser.parse_args(argv)
     wanted = args.scenarios.split(',')
@@ -226,7 +378,7 @@ def main(argv):
         if 'hot_row' in wanted:
             naive_locked = naive('locked', args.seconds)
     log_dir = tempfile.mkdtemp(prefix='bench-logs-')
-    bench = Bench(args.seconds, log_dir)
+    bench = Bench(args.seconds, log_dir, history_rows=args.history_rows)
     bench.start()
     results = []
     try:

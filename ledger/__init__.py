@@ -11,6 +11,7 @@ and deleted once old (prune). Events are tallied as they happen
 """
 from ledger.control import Retried, requeue_failed, restore_failed
 from ledger.errors import IdempotencyConflict, JobNotFound, LedgerError, WrongStatus
+from ledger.counts import fold as fold_counts
 from ledger.counts import totals as count_totals
 from ledger.model import MAX_JOB_ID, Job, JobCount, Status
 from ledger.owners import Owner
@@ -27,5 +28,5 @@ __all__ = [
     'claim', 'lock_running', 'complete', 'fail', 'requeue',
     'Retried', 'requeue_failed', 'restore_failed',
     'get', 'listing', 'unfinished_count', 'total_count', 'succeeded_durations',
-    'take_stale', 'prune', 'count_totals',
+    'take_stale', 'prune', 'count_totals', 'fold_counts',
 ]

@@ -1,7 +1,7 @@
 """The ledger's table: one row per accepted job, the source of truth of its state."""
 from enum import StrEnum
 
-from sqlalchemy import (ARRAY, BigInteger, Column, DateTime, Float, Index, Integer, SmallInteger,
+from sqlalchemy import (ARRAY, BigInteger, Column, DateTime, Float, Index, Integer,
                         String, Text, UniqueConstraint, text)
 from sqlalchemy.dialects.postgresql import JSONB
 
@@ -74,14 +74,14 @@ class Job(BaseModel):
 class JobCount(BaseModel):
     """Monotone tallies of what happened to jobs, per kind and event
     (accepted, retried, succeeded, failed), kept in the transactions that make
-    the events: pruning and retries never lower them. Each row is one of
-    SLOTS shards, so concurrent transactions seldom wait on one another's row."""
+    the events: pruning and retries never lower them. Each session counts in
+    rows of its own (slot), so no transaction ever waits on another's row."""
     __tablename__ = 'job_counts'
     __table_args__ = (UniqueConstraint('kind', 'event', 'slot', name='ux_job_counts'),)
 
     kind = Column(String(64), nullable=False)
     event = Column(String(16), nullable=False)
-    slot = Column(SmallInteger, nullable=False)
+    slot = Column(Integer, nullable=False)  # the backend pid of the counting session, 0: folded
     total = Column(BigInteger, nullable=False, default=0)
     # Finished jobs: the sum of their durations (acceptance to completion) and
     # how many took at most each bound of ledger.counts.BUCKETS.

@@ -42,8 +42,7 @@ def insert_jobs(conn, jobs):
         {'kind': job[0], 'payload': job[1], 'request_id': job[2] if len(job) > 2 else None}
         for job in jobs])
     with translate():
-        ids = conn.scalars(INSERT_JOBS, {'queued': Status.QUEUED, 'jobs': document,
-                                         'slot': counts.slot()}).all()
+        ids = conn.scalars(INSERT_JOBS, {'queued': Status.QUEUED, 'jobs': document}).all()
     return sorted(ids)
 
 

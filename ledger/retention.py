@@ -45,11 +45,12 @@ SELECT (SELECT count(*) FROM gone), (SELECT max(id) FROM look),
 ''')
 
 
-def prune(session, ages, key_window, batch=2000, budget_seconds=None):
+def prune(session, ages, key_window, batch=2000, budget_seconds=None, on_batch=None):
     """Delete finished jobs older than their outcome's age, `ages` {status:
     seconds}, `batch` at a time, each batch committed; stop after
     `budget_seconds` if given. A job with an idempotency key younger than
-    `key_window` seconds stays. Returns {status: jobs deleted}."""
+    `key_window` seconds stays. `on_batch(deleted, seconds)` hears of each
+    batch (the benchmark). Returns {status: jobs deleted}."""
     started = time.monotonic()
     deleted = {}
     with translate():
@@ -64,12 +65,15 @@ def prune(session, ages, key_window, batch=2000, budget_seconds=None):
             while True:
                 if budget_seconds is not None and time.monotonic() - started > budget_seconds:
                     return deleted
+                batch_started = time.monotonic()
                 with translate():
                     count, last, old = session.execute(PRUNE, {
                         'kind': kind, 'status': status, 'after': after, 'age': age,
                         'key_window': key_window, 'batch': batch}).one()
                     session.commit()
                 deleted[status.value] += count
+                if on_batch is not None:
+                    on_batch(count, time.monotonic() - batch_started)
                 if not old:  # younger from here on
                     break
                 after = last

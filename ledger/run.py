@@ -83,7 +83,7 @@ def claim(session, job_ids, owner=None):
         session.execute(ASYNC_COMMIT)
         claimed = session.execute(CLAIM, {
             'ids': id_array(job_ids), 'running': Status.RUNNING, 'owner': owner,
-            'succeeded': Status.SUCCEEDED, 'failed': Status.FAILED, 'slot': counts.slot()}).all()
+            'succeeded': Status.SUCCEEDED, 'failed': Status.FAILED}).all()
         session.commit()
     return {job_id: (attempt, request_id) for job_id, attempt, request_id in claimed}
 
@@ -104,7 +104,7 @@ def complete(session, results):
     if not results:
         return
     with translate():
-        session.execute(COMPLETE, {'succeeded': Status.SUCCEEDED, 'slot': counts.slot(),
+        session.execute(COMPLETE, {'succeeded': Status.SUCCEEDED, 
                                    'done': json.dumps([[job_id, result] for job_id, result in results])})
 
 
@@ -124,7 +124,7 @@ def _settle(session, statement, job_id, error):
     with translate():
         result = session.execute(statement, {
             'id': job_id, 'error': str(error)[:MAX_ERROR], 'running': Status.RUNNING,
-            'queued': Status.QUEUED, 'failed': Status.FAILED, 'slot': counts.slot()})
+            'queued': Status.QUEUED, 'failed': Status.FAILED})
         done = result.scalar() if result.returns_rows else result.rowcount
         session.commit()
     return bool(done)

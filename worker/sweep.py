@@ -96,7 +96,11 @@ def republish_stale(queued_age, running_age, limit=SWEEP_BATCH, lost_age=None, s
 
 def recover(config):
     """One sweep: the lost workers' messages handed back, then the stale
-    jobs published again; return how many jobs were sent again."""
+    jobs published again; return how many jobs were sent again. The
+    tallies of ended sessions are folded together meanwhile."""
+    session = current_app.extensions['pg'].pool.connection().session
+    ledger.fold_counts(session)
+    session.commit()
     lost = config['WORKER_LOST_SECONDS']
     handed_back = hand_back_orphans(current_app.extensions['celery'], lost)
     return len(handed_back) + republish_stale(

@@ -26,7 +26,7 @@ def upgrade():
         'job_counts',
         sa.Column('kind', sa.String(length=64), nullable=False),
         sa.Column('event', sa.String(length=16), nullable=False),
-        sa.Column('slot', sa.SmallInteger(), nullable=False),
+        sa.Column('slot', sa.Integer(), nullable=False),
         sa.Column('total', sa.BigInteger(), nullable=False),
         sa.Column('seconds', sa.Float(), nullable=False),
         sa.Column('buckets', sa.ARRAY(sa.BigInteger()), nullable=True),

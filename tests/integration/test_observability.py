@@ -285,3 +285,20 @@ def test_counters_never_go_down_across_a_retry_and_a_prune(app, client, monkeypa
     assert deleted == {'succeeded': 4, 'failed': 1}
     assert counters() == after_retry
     assert sql(app, 'SELECT count(*) FROM jobs')[0][0] == 0
+
+    # A session that counted and ended: its rows folded by the sweep, the sums kept.
+    from sqlalchemy import create_engine
+    ended = create_engine(DATABASE_URL)
+    with ended.begin() as conn:
+        ledger.counts.add_accepted(conn, 'genre.create', 3)
+    ended.dispose()
+    before_fold = counters()
+    assert before_fold[('jobs_accepted_total', (('kind', 'genre.create'),))] == 8
+    with app.app_context():
+        session = app.extensions['pg'].pool.connection().session
+        ledger.fold_counts(session)
+        session.commit()
+    assert counters() == before_fold
+    assert sql(app, 'SELECT count(*) FROM job_counts WHERE slot <> 0 AND slot NOT IN '
+                    '(SELECT pid FROM pg_stat_activity WHERE pid IS NOT NULL)')[0][0] == 0
+    assert sql(app, 'SELECT count(*) FROM job_counts WHERE slot = 0')[0][0] > 0
