@@ -14,7 +14,6 @@ import logging
 import time
 
 from flask import current_app
-from kombu.exceptions import ChannelError
 from kombu.transport.redis import Mutex, MutexHeld
 
 import ledger
@@ -26,20 +25,22 @@ log = logging.getLogger(__name__)
 SWEEP_BATCH = 1000
 
 
-def broker_backlog(celery):
-    """Messages waiting in the jobs queue (not those a worker has fetched)."""
+def in_flight(celery):
+    """(ids of the jobs of the oldest message waiting in the jobs queue,
+    ids of the jobs of the messages fetched and not acked)."""
     with celery.connection_for_write() as conn:
-        queue = celery.conf.task_default_queue
-        try:
-            return conn.default_channel.queue_declare(queue, passive=True).message_count
-        except ChannelError:  # the queue does not exist yet: nothing waits
-            return 0
+        channel = conn.default_channel
+        client = channel.client
+        oldest = client.lindex(celery.conf.task_default_queue, -1)  # BRPOP takes from the right
+        held = [i for raw in client.hvals(channel.unacked_key) for i in message_job_ids(raw)]
+    return (message_job_ids(oldest, entry=False) if oldest else []), held
 
 
-def message_job_ids(raw):
-    """The job ids an unacked entry of the Redis transport carries."""
+def message_job_ids(raw, entry=True):
+    """The job ids a message of the Redis transport carries (an unacked
+    entry: [message, exchange, routing key])."""
     try:
-        message = json.loads(raw)[0]
+        message = json.loads(raw)[0] if entry else json.loads(raw)
         [arg], _, _ = json.loads(base64.b64decode(message['body']))
         return arg if isinstance(arg, list) else [arg]
     except (ValueError, KeyError, TypeError):
@@ -74,17 +75,19 @@ def hand_back_orphans(celery, lost_seconds):
     return ids
 
 
-def republish_stale(queued_age, running_age, limit=SWEEP_BATCH, lost_age=None, spared=()):
-    """Publish again the jobs left queued longer than `queued_age` seconds
-    while the queue is empty (their message was lost), those left running
-    longer than `running_age`, and those running for `lost_age` under a
-    dead owner (but the jobs `spared`); return how many. A duplicate
-    message is harmless: the ledger applies a job once."""
+def republish_stale(queued_age, running_age, limit=SWEEP_BATCH, lost_age=5.0, spared=()):
+    """Publish again the jobs whose message is lost (queued longer than
+    `queued_age` seconds, neither held by a worker nor waiting in the
+    queue), those left running longer than `running_age`, and those
+    running for `lost_age` under a dead owner (but the jobs `spared`);
+    return how many. A duplicate message is harmless: the ledger applies a
+    job once."""
     celery = current_app.extensions['celery']
     session = current_app.extensions['pg'].pool.connection().session
+    oldest, held = in_flight(celery)
     by_kind = ledger.take_stale(session, queued_age=queued_age, running_age=running_age,
-                                sweep_queued=broker_backlog(celery) == 0, limit=limit,
-                                lost_age=lost_age, spared=spared)
+                                limit=limit, lost_age=lost_age, held=held, oldest=oldest,
+                                spared=spared)
     for kind, ids in by_kind.items():
         if kind in REGISTRY:
             publish(celery, ids, kind, per_message=current_app.config['WORKER_BATCH_SIZE'])
