@@ -38,13 +38,15 @@ def init_celery(app):
     return celery
 
 
-def publish(celery, job_ids, kind, per_message=1):
-    """Send the job ids over one connection, one message per job, or per
-    group of `per_message` jobs that the worker applies together.
+def publish(celery, job_ids, kind, per_message=1, connection=None):
+    """Send the job ids over one connection (`connection` if given), one
+    message per job, or per group of `per_message` jobs that the worker
+    applies together.
 
     Raises kombu.exceptions.OperationalError when the broker is unreachable."""
     job_ids = list(job_ids)
-    with celery.producer_or_acquire() as producer:
+    producer = celery.amqp.Producer(connection, auto_declare=False) if connection else None
+    with celery.producer_or_acquire(producer) as producer:
         for start in range(0, len(job_ids), per_message):
             group = job_ids[start:start + per_message]
             celery.send_task(kind, args=[group if len(group) > 1 else group[0]],

@@ -93,7 +93,7 @@ SETTINGS = {
     'WORKER_RETRY_MAX_SECONDS': Setting(
         30.0, float, 'Cap of the retry delay (below CELERY_VISIBILITY_TIMEOUT).'),
     'WORKER_SWEEP_AGE_SECONDS': Setting(
-        10.0, float, 'A job queued this long whose message is nowhere (not held by a worker, '
+        5.0, float, 'A job queued this long whose message is nowhere (not held by a worker, '
                      'older than the oldest message waiting) is published again by the sweep.'),
     'WORKER_STALE_RUNNING_SECONDS': Setting(
         60.0, float, 'A job running this long without its row lock held is run again, whoever '

@@ -31,10 +31,12 @@ beat, Flower and the web front show stays redis://.
 import time
 
 from kombu.transport import redis, virtual
+from kombu.utils.json import dumps
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
 TRANSPORT = 'worker.broker:Transport'
+HEAD_TRANSPORT = 'worker.broker:HeadTransport'
 REFRESH_SECONDS = 1.0
 
 
@@ -95,3 +97,18 @@ class Transport(redis.Transport):
                 channel.qos.refresh()
             except (RedisError, AttributeError):
                 pass  # the broker is away: the connection's own recovery deals with it
+
+
+class HeadChannel(redis.Channel):
+    """Publishes to the head of the queue (the end BRPOP takes next): the
+    sweep's jobs found again run before the backlog, as those of a message
+    handed back do."""
+
+    def _put(self, queue, message, **kwargs):
+        with self.conn_or_acquire() as client:
+            client.rpush(self._q_for_pri(queue, self._get_message_priority(message, reverse=False)),
+                         dumps(message))
+
+
+class HeadTransport(redis.Transport):
+    Channel = HeadChannel

@@ -18,6 +18,7 @@ from kombu.transport.redis import Mutex, MutexHeld
 
 import ledger
 from service.queue import publish
+from worker.broker import HEAD_TRANSPORT
 from tasks import REGISTRY
 
 log = logging.getLogger(__name__)
@@ -88,9 +89,13 @@ def republish_stale(queued_age, running_age, limit=SWEEP_BATCH, lost_age=5.0, sp
     by_kind = ledger.take_stale(session, queued_age=queued_age, running_age=running_age,
                                 limit=limit, lost_age=lost_age, held=held, oldest=oldest,
                                 spared=spared)
-    for kind, ids in by_kind.items():
-        if kind in REGISTRY:
-            publish(celery, ids, kind, per_message=current_app.config['WORKER_BATCH_SIZE'])
+    if by_kind:
+        # At the head of the queue: they have waited their turn already.
+        with celery.connection_for_write(transport=HEAD_TRANSPORT) as head:
+            for kind, ids in by_kind.items():
+                if kind in REGISTRY:
+                    publish(celery, ids, kind, per_message=current_app.config['WORKER_BATCH_SIZE'],
+                            connection=head)
     count = sum(len(ids) for ids in by_kind.values())
     if count:
         log.warning('sweep: published %d stale jobs again', count)

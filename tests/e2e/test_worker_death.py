@@ -89,7 +89,7 @@ def test_a_killed_workers_jobs_run_again_within_seconds(service_env, tmp_path):
           f'backlog={backlog} applied={applied[0]} distinct={applied[1]} '
           f'last_applied_after_kill={recovery:.1f}s')
     assert not poster.failures
-    assert held > 0 and running > 0 and backlog > 0
+    assert held > 0 and backlog > 0
     assert statuses == {'succeeded': len(ids)}, (statuses, beat_log[-3000:])
     assert tuple(applied) == (len(ids), len(ids))  # each once
     assert recovery <= RECOVERY_SECONDS, beat_log[-3000:]
