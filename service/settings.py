@@ -103,7 +103,7 @@ SETTINGS = {
                     'handed to another, and the jobs it claimed are run again (its advisory '
                     'lock gone). Workers refresh their hold every second.'),
     'WORKER_SWEEP_EVERY_SECONDS': Setting(
-        5.0, float, 'How often beat runs the recovery sweep (in its own process, never behind '
+        2.0, float, 'How often beat runs the recovery sweep (in its own process, never behind '
                     'the backlog).'),
     'WORKER_RETAIN_SUCCEEDED_SECONDS': Setting(
         7 * 86400.0, float, 'Succeeded jobs are deleted from the ledger this long after they '
