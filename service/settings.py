@@ -114,7 +114,7 @@ SETTINGS = {
     'WORKER_PRUNE_EVERY_SECONDS': Setting(
         10.0, float, 'How often beat deletes expired jobs (each run at most 2 s, in batches).'),
     'WORKER_PRUNE_BATCH': Setting(
-        2000, int, 'Jobs deleted per transaction by the pruning (its row locks last that long).'),
+        1000, int, 'Jobs deleted per transaction by the pruning (its row locks last that long).'),
     'LOG_FORMAT': Setting(
         'json', _log_format, 'json (one JSON object a line) or text: how web, worker, beat and '
                              'Flower write their logs.'),
