@@ -5,9 +5,10 @@ autovacuum). Only succeeded and failed jobs are ever deleted, and a job
 whose idempotency key is still within its window is kept.
 
 Each batch looks at the next `batch` entries of ix_jobs_finished for one
-kind and outcome, oldest id first, and deletes those old enough; ids grow
-with time, so a look that finds none old enough ends the walk. A pass costs
-the same whatever the ledger holds."""
+kind and outcome, oldest id first, and deletes those finished long enough
+ago; ids grow with acceptance time, so a look that finds no job accepted
+before the cut ends the walk (a job retried and finished lately is passed
+over, not a stop). A pass costs the same whatever the ledger holds."""
 import time
 
 from sqlalchemy import text
@@ -29,6 +30,7 @@ SELECT kind FROM kinds WHERE kind IS NOT NULL
 PRUNE = text('''
 WITH look AS (
     SELECT id, finished_at < now() - make_interval(secs => :age) AS old,
+           created_at < now() - make_interval(secs => :age) AS early,
            idempotency_key IS NULL OR created_at < now() - make_interval(secs => :key_window)
                AS key_expired
     FROM jobs WHERE kind = :kind AND status = :status AND id > :after
@@ -41,7 +43,7 @@ gone AS (
       AND jobs.finished_at < now() - make_interval(secs => :age)
     RETURNING jobs.id)
 SELECT (SELECT count(*) FROM gone), (SELECT max(id) FROM look),
-       (SELECT count(*) FROM look WHERE old)
+       (SELECT count(*) FROM look WHERE early)
 ''')
 
 
@@ -67,14 +69,14 @@ def prune(session, ages, key_window, batch=2000, budget_seconds=None, on_batch=N
                     return deleted
                 batch_started = time.monotonic()
                 with translate():
-                    count, last, old = session.execute(PRUNE, {
+                    count, last, early = session.execute(PRUNE, {
                         'kind': kind, 'status': status, 'after': after, 'age': age,
                         'key_window': key_window, 'batch': batch}).one()
                     session.commit()
                 deleted[status.value] += count
                 if on_batch is not None:
                     on_batch(count, time.monotonic() - batch_started)
-                if not old:  # younger from here on
+                if not early:  # accepted too late, and so is every job after them
                     break
                 after = last
     return deleted

@@ -50,6 +50,10 @@ def batch(client, count, kind='genre.create', payload=GENRE):
 
 
 def test_prune_deletes_finished_jobs_past_their_outcomes_age_and_nothing_unfinished(app, client):
+    # The oldest ids: accepted 60 days ago, retried and succeeded yesterday.
+    # Kept, and more of them than a batch: the walk passes over them.
+    lately = batch(client, 4)
+    age(app, lately, 'succeeded', 60, finished_days_ago=1)
     ids = batch(client, 24)
     old_ok, young_ok, old_failed, young_failed = ids[:5], ids[5:8], ids[8:13], ids[13:15]
     old_queued, old_running, retried = ids[15:18], ids[18:21], ids[21:24]
@@ -65,10 +69,10 @@ def test_prune_deletes_finished_jobs_past_their_outcomes_age_and_nothing_unfinis
         assert client.post(f'/jobs/{job_id}/retry').status_code == 202
 
     assert prune(app) == {'succeeded': 5, 'failed': 5}  # in batches of 3
-    assert remaining(app) == set(ids) - set(old_ok) - set(old_failed)
+    assert remaining(app) == set(lately) | set(ids) - set(old_ok) - set(old_failed)
     assert prune(app) == {'succeeded': 0, 'failed': 0}
     # However short the retention, an unfinished job stays.
-    assert prune(app, succeeded=0.001, failed=0.001) == {'succeeded': 3, 'failed': 2}
+    assert prune(app, succeeded=0.001, failed=0.001) == {'succeeded': 3 + 4, 'failed': 2}
     assert remaining(app) == set(old_queued) | set(old_running) | set(retried)
     statuses = {row[0] for row in sql(app, 'SELECT status FROM jobs')}
     assert statuses == {'queued', 'running'}
