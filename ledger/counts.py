@@ -14,7 +14,6 @@ from sqlalchemy import text
 
 from pg.exceptions import translate
 
-EVENTS = ('accepted', 'retried', 'succeeded', 'failed')
 # Upper bounds (seconds) of the duration histogram's buckets, +Inf added.
 BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
 # Each database session counts in rows of its own (slot: its backend pid), so
