@@ -5,8 +5,9 @@ Revises: 0003
 Create Date: 2026-11-28
 
 Adding a nullable column without a default rewrites no row (a short lock of
-the table's definition). job_counts starts with the tallies of the jobs in
-the ledger (one read of it, no lock that stops writes); jobs that change
+the table's definition, released at once: committed before the rest).
+job_counts then starts with the tallies of the jobs in the ledger, one read
+of it in a transaction of its own that stops no write; jobs that change
 between this migration and the new code's start are not counted.
 """
 from alembic import op
@@ -38,7 +39,8 @@ def upgrade():
         sa.PrimaryKeyConstraint('id'),
         sa.UniqueConstraint('kind', 'event', 'slot', name='ux_job_counts'),
     )
-    op.execute(SEED)
+    with op.get_context().autocommit_block():  # the DDL committed: no lock held while reading
+        op.execute(SEED)
 
 
 def downgrade():

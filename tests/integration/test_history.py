@@ -7,11 +7,14 @@ import pytest
 from sqlalchemy import text
 
 import ledger
+from ledger.counts import BUCKETS
 from tests.integration.service import service_fixtures
+from tests.integration.test_migrations import new_database  # noqa: F401  (a fixture)
 
 BROKER_URL = os.environ.get('TEST_BROKER_URL', 'redis://127.0.0.1:6379/8')
 GENRE = {'name': 'jazz', 'description': 'swing'}
 DAY = 86400
+BUCKET_OF_ONE_SECOND = BUCKETS.index(1.0)
 
 broker, make_app, clean, app, client = service_fixtures(BROKER_URL)
 
@@ -170,3 +173,32 @@ def test_listings_of_finished_jobs_are_served_by_the_index(app, client):
                 text('EXPLAIN ' + LISTINGS[key]),
                 {'status': 'failed', 'kind': 'genre.create', 'limit': 51, 'before': 2**62}))
             assert 'ix_jobs_finished' in plan and 'Seq Scan' not in plan, (key, plan)
+
+
+def test_migration_0004_starts_the_tallies_from_the_jobs_there(new_database):  # noqa: F811
+    from alembic import command
+    from sqlalchemy import create_engine
+
+    from ledger.counts import totals
+    from tests.integration.test_migrations import alembic_config
+    url = new_database()
+    command.upgrade(alembic_config(url), '0003')
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(text(
+            "INSERT INTO jobs (kind, payload, status, attempts, finished_at, created_at, updated_at) "
+            "VALUES ('genre.create', '{}', 'succeeded', 1, now(), now() - interval '0.2 s', now()), "
+            "('genre.create', '{}', 'succeeded', 2, now(), now() - interval '3 s', now()), "
+            "('genre.create', '{}', 'queued', 0, NULL, now(), now()), "
+            "('user.credit', '{}', 'failed', 3, now(), now() - interval '0.01 s', now())"))
+    command.upgrade(alembic_config(url), 'head')
+    with engine.connect() as conn:
+        counted = totals(conn)
+    engine.dispose()
+    assert counted[('genre.create', 'accepted')][0] == 3
+    assert counted[('user.credit', 'accepted')][0] == 1
+    assert counted[('genre.create', 'succeeded')][:2] == (2, pytest.approx(3.2))
+    assert counted[('genre.create', 'succeeded')][2][BUCKET_OF_ONE_SECOND] == 1
+    assert counted[('user.credit', 'failed')][0] == 1
+    assert counted[('genre.create', 'retried')][0] == 1
+    assert counted[('user.credit', 'retried')][0] == 2
