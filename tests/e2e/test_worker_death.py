@@ -9,6 +9,7 @@ import signal
 import threading
 import time
 
+import pytest
 import requests
 
 from tests.e2e.conftest import Service, free_port
@@ -45,7 +46,17 @@ class Poster(threading.Thread):
                 self.failures.append(answer.status_code)
 
 
-def test_a_killed_workers_jobs_run_again_within_seconds(service_env, tmp_path):
+@pytest.fixture
+def broker_alone(service):
+    """The test broker with no other worker on it: the session's worker
+    (other e2e tests) is stopped meanwhile, then started again."""
+    service.stop('worker')
+    yield
+    service.start('worker')
+    service.wait_worker()
+
+
+def test_a_killed_workers_jobs_run_again_within_seconds(service_env, tmp_path, broker_alone):
     # A service of its own (not the session's: its worker would take the messages).
     svc = Service(defaults_env(service_env, str(tmp_path)), str(tmp_path))
     with svc.app.app_context():
