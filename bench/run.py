@@ -23,6 +23,7 @@ import redis
 from sqlalchemy import create_engine, text
 
 import ledger
+from ledger import history
 
 from bench.anchors import anchors
 from bench.cpu import CpuMeter, per_thousand, tree
@@ -36,7 +37,9 @@ RABBITMQ_URL = os.environ.get('BENCH_RABBITMQ_URL', 'amqp://guest:guest@127.0.0.
 BROKERS = ('redis', 'rabbitmq')
 PORT = int(os.environ.get('BENCH_PORT', '8741'))
 SCENARIOS = ('single', 'batch', 'hot_row', 'latency', 'memory', 'floor', 'scheduled')
+OTHER_SCENARIOS = ('history', 'index_cost')  # run when named
 BATCH = 500
+DAY = 86400
 # The probes of the client-side latency: a few jobs a second, polled every 2 ms.
 PROBES_PER_S = 20
 POLL_MS = 2.0
@@ -88,6 +91,19 @@ class Broker:
             self.process.wait()
 
 
+def wrk_get(url, seconds, connections=4):
+    """GET `url` for `seconds`; return (requests, p50 ms, p99 ms, non-2xx)."""
+    out = subprocess.run(['wrk', '-t1', f'-c{connections}', f'-d{seconds}s', '--latency', url],
+                         capture_output=True, text=True, check=True).stdout
+
+    def ms(percent):
+        value, unit = re.search(rf'^\s+{percent}%\s+([\d.]+)(us|ms|s)\s*$', out, re.M).groups()
+        return round(float(value) * {'us': 0.001, 'ms': 1, 's': 1000}[unit], 2)
+    failed = re.search(r'Non-2xx or 3xx responses: (\d+)', out)
+    return (int(re.search(r'(\d+) requests in', out).group(1)), ms(50), ms(99),
+            int(failed.group(1)) if failed else 0)
+
+
 def wrk(url, body, seconds, connections=16, delay_ms=None):
     """POST `body` to `url` for `seconds`; return (2xx answers, {percentile: ms})
     with wrk's own latency distribution (50, 75, 90, 99)."""
@@ -131,8 +147,9 @@ def empty_broker(url):
 
 
 class Bench:
-    def __init__(self, seconds, log_dir, broker, broker_name='redis'):
+    def __init__(self, seconds, log_dir, broker, broker_name='redis', history_rows=10_000_000):
         self.seconds = seconds
+        self.history_rows = history_rows
         self.log_dir = log_dir
         self.broker = broker
         self.broker_name = broker_name
@@ -318,6 +335,137 @@ class Bench:
                 'rss_last_mb': round(marks[total] / 2**20, 1),
                 'growth': round(marks[total] / marks[first] - 1, 3)}
 
+    def single_after(self, label):
+        """The single scenario on the ledger as it is (no reset): jobs/s of
+        the jobs accepted during the run, applied."""
+        base = self.ledger(history.newest_id)
+        progress(f'{label}: wrk {self.seconds} s on /jobs/genre.create')
+        started = time.monotonic()
+        wrk(self.url + '/jobs/genre.create', '{"name":"rock","description":"yeah"}', self.seconds)
+        time.sleep(0.5)
+        accepted = self.ledger(lambda conn: history.count_after(conn, base))
+        finished = self.wait_applied_after(base)
+        return round(accepted / (finished - started))
+
+    def wait_applied_after(self, base, timeout=300):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not self.ledger(ledger.unfinished_count):
+                return time.monotonic()
+            time.sleep(0.25)
+        raise RuntimeError(f'jobs past {base} not applied in {timeout} s')
+
+    def fill_history(self, rows, step=1_000_000):
+        progress(f'history: filling {rows:,} finished jobs over 30 days (SQL)')
+        started = time.monotonic()
+        for first in range(1, rows + 1, step):
+            self.ledger(lambda conn: history.fill(conn, first, min(rows, first + step - 1), rows))
+            progress(f'  {min(rows, first + step - 1):,} rows')
+        self.ledger(history.count_filled)
+        history.vacuum_analyze(self.engine)
+        size = self.ledger(history.size_bytes)
+        progress(f'history: filled in {time.monotonic() - started:.0f} s, {size / 2**20:.0f} MiB')
+        return size
+
+    def restart_web(self):
+        self.processes['web'].stop()
+        self.processes['web'] = Process('web', self.env, self.log_dir)
+        self._wait_up()
+
+    def history(self):
+        """The single scenario on an empty ledger and on one of `history_rows`
+        finished jobs; listings and /metrics at that size; the single scenario
+        while the pruning deletes a tenth of them."""
+        import requests
+        rows = self.history_rows
+        self.reset()
+        empty = self.single_after('history, empty ledger')
+        self.reset()  # the history's ids first, as time made them
+        size = self.fill_history(rows)
+        full = self.single_after(f'history, {rows:,} jobs')
+        result = {'scenario': 'history', 'rows': rows, 'ledger_mb': round(size / 2**20),
+                  'bytes_per_job': round(size / rows),
+                  'single_empty_jobs_per_s': empty, 'single_full_jobs_per_s': full,
+                  'single_ratio': round(full / empty, 3)}
+        for name, path in (('failed', '/jobs?status=failed&limit=50'),
+                           ('kind', '/jobs?kind=user.credit&limit=50'),
+                           ('failed_kind', '/jobs?status=failed&kind=user.credit&limit=50')):
+            count, p50, p99, bad = wrk_get(self.url + path, self.seconds)
+            progress(f'history: GET {path}: p50 {p50} ms, p99 {p99} ms ({count} requests)')
+            result.update({f'list_{name}_p50_ms': p50, f'list_{name}_p99_ms': p99})
+            assert not bad, f'{bad} non-2xx answers to {path}'
+        # The page after next too: a cursor deep in the history.
+        body = requests.get(self.url + '/jobs?status=failed&limit=1000').json()
+        deep = f'/jobs?status=failed&limit=50&cursor={body["next"]}'
+        result['list_failed_page2_p99_ms'] = wrk_get(self.url + deep, self.seconds)[2]
+        self.restart_web()
+        started = time.monotonic()
+        requests.get(self.url + '/metrics', timeout=60).raise_for_status()
+        result['metrics_first_ms'] = round((time.monotonic() - started) * 1000, 1)
+        _, p50, p99, _ = wrk_get(self.url + '/metrics', self.seconds, connections=2)
+        result.update({'metrics_p50_ms': p50, 'metrics_p99_ms': p99})
+        progress(f'history: /metrics first {result["metrics_first_ms"]} ms, p99 {p99} ms')
+        result.update(self.while_pruning(rows // 10, full))
+        return result
+
+    def while_pruning(self, count, without):
+        """The single scenario while the oldest `count` jobs are due for
+        pruning (a retention that makes them so), pruned as beat does it
+        (at most 2 s every WORKER_PRUNE_EVERY_SECONDS, in batches); then the
+        rest pruned flat out, for the catch-up rate."""
+        import threading
+        from worker.prune import BUDGET_SECONDS
+        age = DAY * 30 * (1 - count / self.history_rows)
+        batches = []
+        stop = threading.Event()
+        every = self.app.config['WORKER_PRUNE_EVERY_SECONDS']
+
+        def prune(budget):
+            with self.app.app_context():
+                session = self.app.extensions['pg'].pool.connection().session
+                return ledger.prune(session, {'succeeded': age, 'failed': age}, key_window=DAY,
+                                    batch=self.app.config['WORKER_PRUNE_BATCH'],
+                                    budget_seconds=budget,
+                                    on_batch=lambda n, seconds: batches.append((n, seconds)))
+
+        def beat():
+            while not stop.is_set():
+                started = time.monotonic()
+                if not any(prune(BUDGET_SECONDS).values()):
+                    return
+                stop.wait(max(0.0, every - (time.monotonic() - started)))
+        pruner = threading.Thread(target=beat, daemon=True)
+        pruner.start()
+        during = self.single_after(f'history, pruning {count:,} jobs as beat does')
+        stop.set()
+        pruner.join()
+        in_run = sum(n for n, _ in batches)
+        started = time.monotonic()
+        rest = sum(prune(None).values())
+        took = time.monotonic() - started
+        progress(f'history: single {during}/s while beat pruned {in_run:,}; the other {rest:,} '
+                 f'flat out in {took:.1f} s')
+        times = sorted(seconds for _, seconds in batches)
+        return {'pruned_during_single': in_run, 'pruned': in_run + rest,
+                'prune_flat_out_jobs_per_s': round(rest / took) if took else None,
+                'prune_batch_max_ms': round(times[-1] * 1000, 1),
+                'prune_batch_p50_ms': round(times[len(times) // 2] * 1000, 1),
+                'single_pruning_jobs_per_s': during, 'pruning_ratio': round(during / without, 3)}
+
+    def index_cost(self):
+        """single and batch with and without ix_jobs_finished (its one entry
+        per finished job is all the listings cost the hot path)."""
+        result = {'scenario': 'index_cost'}
+        for label in ('with', 'without'):
+            if label == 'without':
+                self.ledger(history.drop_finished_index)
+            result[f'single_{label}'] = self.single()['jobs_per_s']
+            result[f'batch_{label}'] = self.batch()['jobs_per_s']
+        self.ledger(history.create_finished_index)
+        result['single_cost'] = round(1 - result['single_with'] / result['single_without'], 3)
+        result['batch_cost'] = round(1 - result['batch_with'] / result['batch_without'], 3)
+        return result
+
     def floor(self):
         self.reset()
         progress(f'floor: {self.seconds} s of batches straight to PostgreSQL')
@@ -389,7 +537,10 @@ def main(argv):
     import argparse
     parser = argparse.ArgumentParser(prog='manage.py bench', description=__doc__)
     parser.add_argument('--seconds', type=int, default=10, help='wrk duration per scenario')
-    parser.add_argument('--scenarios', default=','.join(SCENARIOS))
+    parser.add_argument('--scenarios', default=','.join(SCENARIOS),
+                        help=f'of {", ".join(SCENARIOS + OTHER_SCENARIOS)}')
+    parser.add_argument('--history-rows', type=int, default=10_000_000,
+                        help='finished jobs the history scenario fills the ledger with')
     parser.add_argument('--no-naive', action='store_true', help='skip the naive stack')
     parser.add_argument('--no-procrastinate', action='store_true',
                         help='skip the procrastinate stack')
@@ -404,7 +555,7 @@ def main(argv):
                         help=f'of those, jobs falling due per second (default {SCHEDULED_RATE})')
     args = parser.parse_args(argv)
     wanted = args.scenarios.split(',')
-    unknown = set(wanted) - set(SCENARIOS)
+    unknown = set(wanted) - set(SCENARIOS + OTHER_SCENARIOS)
     if unknown:
         parser.error(f'unknown scenarios: {", ".join(sorted(unknown))}')
     log_dir = tempfile.mkdtemp(prefix='bench-logs-')
@@ -436,7 +587,7 @@ def main(argv):
 
 def run_service(args, wanted, log_dir, broker, peers, broker_name='redis'):
     os.makedirs(log_dir, exist_ok=True)
-    bench = Bench(args.seconds, log_dir, broker, broker_name)
+    bench = Bench(args.seconds, log_dir, broker, broker_name, history_rows=args.history_rows)
     bench.start()
     try:
         floor_result = None

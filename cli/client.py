@@ -109,9 +109,9 @@ class Client:
         return self.request('POST', f'/jobs/{quote(kind, safe="")}/batch', json=payloads,
                             params=schedule or None)
 
-    def list_jobs(self, status=None, kind=None, limit=None):
-        params = {k: v for k, v in (('status', status), ('kind', kind), ('limit', limit))
-                  if v is not None}
+    def list_jobs(self, status=None, kind=None, limit=None, cursor=None):
+        params = {k: v for k, v in (('status', status), ('kind', kind), ('limit', limit),
+                                    ('cursor', cursor)) if v is not None}
         return self.request('GET', '/jobs', params=params)
 
     def get_job(self, job_id):

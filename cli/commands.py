@@ -46,6 +46,7 @@ def add_jobs_arguments(parser):
     listing.add_argument('--status', choices=STATUSES)
     listing.add_argument('--kind', help='only jobs of this kind, e.g. genre.create')
     listing.add_argument('--limit', type=int, help='at most N jobs (1-1000, default 50)')
+    listing.add_argument('--cursor', help="the next page: the previous answer's `next`")
     add_service_arguments(listing)
     show = actions.add_parser('show', help='one job (GET /jobs/ID)',
                               description='Print one job as JSON.')
@@ -103,7 +104,7 @@ def jobs(args, env_file):
     client = _client(args, env_file)
     try:
         if args.action == 'list':
-            answer = client.list_jobs(args.status, args.kind, args.limit)
+            answer = client.list_jobs(args.status, args.kind, args.limit, args.cursor)
         elif args.action == 'show':
             answer = client.get_job(args.id)
         elif args.id is not None:

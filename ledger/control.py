@@ -3,7 +3,8 @@
 scheduled or queued one; and both for every job matching a filter."""
 from sqlalchemy import func, select, text, update
 
-from ledger.errors import JobNotFound, WrongStatus
+from ledger import counts
+from ledger.errors import JobNotFound, LedgerError, WrongStatus
 from ledger.model import MAX_JOB_ID, Job, Status, id_array
 from pg.exceptions import translate
 
@@ -107,6 +108,7 @@ def cancel(session, job_id):
             'queued': Status.QUEUED}).one_or_none() if job_id <= MAX_JOB_ID else None
         if done is None:
             _refuse(session, job_id, 'only scheduled or queued jobs are cancelled')
+        counts.add(session, done[0], 'cancelled', 1)
         session.commit()
 
 
@@ -125,15 +127,18 @@ def cancel_matching(session, statuses=Status.cancellable(), kind=None, created_b
     """Cancel every job of `statuses` (scheduled, queued or both) matching
     the filters; committed. Returns how many were cancelled."""
     if not statuses or not set(statuses) <= set(Status.cancellable()):
-        raise ValueError('only scheduled or queued jobs are cancelled')
+        raise LedgerError('only scheduled or queued jobs are cancelled')
     with translate():
-        count = session.execute(
+        kinds = session.scalars(
             update(Job).where(*_matching(statuses, kind, created_before))
             .values(status=Status.CANCELLED.value, finished_at=func.clock_timestamp(),
                     updated_at=func.now())
-            .execution_options(synchronize_session=False)).rowcount
+            .returning(Job.kind)
+            .execution_options(synchronize_session=False)).all()
+        for name in set(kinds):
+            counts.add(session, name, 'cancelled', kinds.count(name))
         session.commit()
-    return count
+    return len(kinds)
 
 
 def retry_matching(session, publish, statuses=(Status.FAILED,), kind=None, created_before=None,
@@ -145,7 +150,7 @@ def retry_matching(session, publish, statuses=(Status.FAILED,), kind=None, creat
     put back as they were (those nothing took meanwhile) and its error
     raised. Returns (how many were queued, how many were refused)."""
     if not statuses or not set(statuses) <= set(Status.retriable()):
-        raise ValueError('only failed or cancelled jobs are retried')
+        raise LedgerError('only failed or cancelled jobs are retried')
     with translate():
         rows = session.execute(
             select(Job.id, Job.kind, Job.payload, Job.status, Job.attempts, Job.error,

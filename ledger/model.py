@@ -1,7 +1,8 @@
 """The ledger's table: one row per accepted job, the source of truth of its state."""
 from enum import StrEnum
 
-from sqlalchemy import BigInteger, Column, DateTime, Index, Integer, String, Text, text
+from sqlalchemy import (ARRAY, BigInteger, Column, DateTime, Float, Index, Integer,
+                        String, Text, UniqueConstraint, text)
 from sqlalchemy.dialects.postgresql import JSONB
 
 from pg.orm import BaseModel
@@ -51,6 +52,11 @@ class Job(BaseModel):
               postgresql_where=text("status = 'scheduled'")),
         Index('ux_jobs_idempotency', 'idempotency_scope', 'idempotency_key', unique=True,
               postgresql_where=text('idempotency_key IS NOT NULL')),
+        # Only the finished jobs, by kind and outcome, newest last: listings
+        # (GET /jobs, keyset by id) and the pruning walk. One entry per job,
+        # written by its completion (migration 0005, built concurrently).
+        Index('ix_jobs_finished', 'kind', 'status', 'id',
+              postgresql_where=text("status IN ('succeeded', 'failed', 'cancelled')")),
     )
 
     id = Column(BigInteger, primary_key=True)
@@ -69,6 +75,9 @@ class Job(BaseModel):
     run_at = Column(DateTime(timezone=True))
     # X-Request-ID of the request that recorded it: the worker's log lines about it carry it.
     request_id = Column(String(128))
+    # The advisory lock key of the worker process that claimed it last
+    # (ledger.owners): while that lock is held, its worker is alive.
+    claimed_by = Column(Integer)
 
     def public(self):
         """The job as the HTTP API shows it."""
@@ -80,6 +89,24 @@ class Job(BaseModel):
             'request_id': self.request_id,
             'run_at': self.run_at.isoformat() if self.run_at else None,
         }
+
+
+class JobCount(BaseModel):
+    """Monotone tallies of what happened to jobs, per kind and event
+    (accepted, retried, succeeded, failed), kept in the transactions that make
+    the events: pruning and retries never lower them. Each session counts in
+    rows of its own (slot), so no transaction ever waits on another's row."""
+    __tablename__ = 'job_counts'
+    __table_args__ = (UniqueConstraint('kind', 'event', 'slot', name='ux_job_counts'),)
+
+    kind = Column(String(64), nullable=False)
+    event = Column(String(16), nullable=False)
+    slot = Column(Integer, nullable=False)  # the backend pid of the counting session, 0: folded
+    total = Column(BigInteger, nullable=False, default=0)
+    # Finished jobs: the sum of their durations (acceptance to completion) and
+    # how many took at most each bound of ledger.counts.BUCKETS.
+    seconds = Column(Float, nullable=False, default=0.0)
+    buckets = Column(ARRAY(BigInteger))
 
 
 def id_array(ids):

@@ -1,5 +1,5 @@
 """Reading jobs back: one, a listing, and the counts a benchmark waits on."""
-from sqlalchemy import text
+from sqlalchemy import select, text
 
 from ledger.model import MAX_JOB_ID, Job, Status
 from pg.exceptions import translate
@@ -33,14 +33,59 @@ def get(job_id):
     return Job.objects.filter_by(id=job_id).first()
 
 
-def listing(status=None, kind=None, limit=50):
-    """Jobs newest first, of one status and/or kind if given."""
-    filters = {}
-    if status is not None:
-        filters['status'] = Status(status)
-    if kind is not None:
-        filters['kind'] = kind
-    return Job.objects.filter_by(order_by='-id', limit=limit, **filters)
+# Listings go newest first by id, from `before` on (keyset pagination), each
+# through an index whatever the size of the ledger: finished jobs through
+# ix_jobs_finished (kind, status, id), one range per kind and outcome
+# (cancelled jobs too); unfinished ones through ix_jobs_unfinished, scheduled
+# ones through ix_jobs_scheduled (OFFSET 0: planned alone, so
+# the primary key's walk over the whole history is never chosen), sorted.
+_FINISHED_OF_KIND = """(SELECT * FROM jobs WHERE kind = :kind AND status = '{status}' AND id < :before
+    ORDER BY id DESC LIMIT :limit)"""
+_UNFINISHED = """(SELECT * FROM (SELECT * FROM jobs WHERE status {condition} OFFSET 0) AS u
+    WHERE id < :before {kind} ORDER BY id DESC LIMIT :limit)"""
+_OUTCOME_EVERY_KIND = """
+WITH RECURSIVE kinds(kind) AS (
+    SELECT min(kind) FROM jobs WHERE status IN ('succeeded', 'failed', 'cancelled')
+    UNION ALL
+    SELECT (SELECT min(kind) FROM jobs WHERE status IN ('succeeded', 'failed', 'cancelled')
+            AND kind > kinds.kind)
+    FROM kinds WHERE kinds.kind IS NOT NULL)
+SELECT j.* FROM kinds CROSS JOIN LATERAL (
+    SELECT * FROM jobs WHERE jobs.kind = kinds.kind AND status = :status AND id < :before
+    ORDER BY id DESC LIMIT :limit) AS j
+ORDER BY j.id DESC LIMIT :limit"""
+
+LISTINGS = {
+    # (status given, kind given, finished status) -> statement
+    (False, False): 'SELECT * FROM jobs WHERE id < :before ORDER BY id DESC LIMIT :limit',
+    (True, True, True): _FINISHED_OF_KIND.replace("'{status}'", ':status'),
+    (True, False, True): _OUTCOME_EVERY_KIND,
+    (True, True, False): _UNFINISHED.format(condition='= :status', kind='AND kind = :kind'),
+    (True, False, False): _UNFINISHED.format(condition='= :status', kind=''),
+    (False, True): 'SELECT * FROM ({}) AS j ORDER BY id DESC LIMIT :limit'.format(' UNION ALL '.join([
+        *[_FINISHED_OF_KIND.format(status=status) for status in Status.finished()],
+        _UNFINISHED.format(condition="IN ('queued', 'running')", kind='AND kind = :kind'),
+        _UNFINISHED.format(condition="= 'scheduled'", kind='AND kind = :kind')])),
+}
+
+
+def listing(session, status=None, kind=None, limit=50, before=None):
+    """Jobs newest first, of one status and/or kind if given, with ids below
+    `before` if given: (at most `limit` Jobs, the `before` of the next page
+    or None when this is the last)."""
+    if status is None:
+        key = (False, kind is not None)
+    else:
+        status = Status(status)
+        key = (True, kind is not None, status in Status.finished())
+    params = {'status': status, 'kind': kind, 'limit': limit + 1,
+              'before': MAX_JOB_ID if before is None else before}
+    with translate():
+        jobs = session.execute(select(Job).from_statement(text(LISTINGS[key])),
+                               params).scalars().all()
+    if len(jobs) > limit:
+        return jobs[:limit], jobs[limit - 1].id
+    return jobs, None
 
 
 def unfinished_count(conn):

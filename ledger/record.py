@@ -4,18 +4,30 @@ import json
 from sqlalchemy import select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
+from ledger import counts
 from ledger.errors import IdempotencyConflict
 from ledger.model import Job, Status, id_array
 from pg.exceptions import translate
 
-# One statement whatever the number of jobs (prepared once by the driver). The
-# ids come from the sequence in the order of the rows, so sorted they match them.
-INSERT_JOBS = text('''
-INSERT INTO jobs (kind, payload, status, attempts, request_id)
-SELECT job->>'kind', job->'payload', :queued, 0, job->>'request_id'
-FROM jsonb_array_elements(CAST(:jobs AS jsonb)) WITH ORDINALITY AS t(job, n)
-ORDER BY n
-RETURNING id
+# One statement whatever the number of jobs (prepared once by the driver),
+# counted as accepted in it. The ids come from the sequence in the order of
+# the rows, so sorted they match them.
+INSERT_JOBS = text(f'''
+WITH new AS (
+    INSERT INTO jobs (kind, payload, status, attempts, request_id)
+    SELECT job->>'kind', job->'payload', :queued, 0, job->>'request_id'
+    FROM jsonb_array_elements(CAST(:jobs AS jsonb)) WITH ORDINALITY AS t(job, n)
+    ORDER BY n
+    RETURNING id, kind),
+tally AS ({counts.tally('new', 'accepted')})
+SELECT id FROM new
+''')
+
+# A key older than its window is let go (its job stays): the key then makes a new job.
+EXPIRE_KEYS = text('''
+UPDATE jobs SET idempotency_scope = NULL, idempotency_key = NULL, request_digest = NULL
+WHERE idempotency_scope = :scope AND idempotency_key = ANY(:keys)
+  AND created_at < now() - make_interval(secs => :window)
 ''')
 
 WITHDRAW = text('DELETE FROM jobs WHERE id = ANY(CAST(:ids AS bigint[])) AND status = :queued '
@@ -36,18 +48,22 @@ def insert_jobs(conn, jobs):
 
 
 def record(session, kind, payloads, *, scope=None, keys=None, digests=None, request_id=None,
-           run_at=None):
+           run_at=None, key_window=None):
     """Insert one queued job per payload (not committed), each with the
     `request_id` of the request; return (ids, created). With `run_at` (an
     aware datetime) the jobs are scheduled instead: beat queues them when due.
 
     With idempotency `keys` (one per payload, with the `digests` of the
-    requests), keys already recorded in `scope` insert nothing: their jobs'
-    ids come back with created False. Raises IdempotencyConflict when a key
-    was used for another request."""
+    requests), keys recorded in `scope` less than `key_window` seconds ago
+    insert nothing: their jobs' ids come back with created False; an older
+    key is forgotten and makes a new job. Raises IdempotencyConflict when a
+    key was used for another request."""
     if keys is None and run_at is None:
         return insert_jobs(session, [(kind, p, request_id) for p in payloads]), True
     with translate():
+        if keys is not None and key_window is not None:
+            session.execute(EXPIRE_KEYS, {'scope': scope, 'keys': list(keys),
+                                          'window': key_window})
         return _record_rows(session, kind, payloads, scope, keys, digests, request_id, run_at)
 
 
@@ -57,17 +73,21 @@ def _record_rows(session, kind, payloads, scope, keys, digests, request_id, run_
     if not keyed:
         keys = digests = [None] * len(payloads)
     rows = [{'kind': kind, 'payload': p, 'status': status, 'attempts': 0, 'run_at': run_at,
-             'request_id': request_id, 'idempotency_scope': scope if keyed else None, 'idempotency_key': key,
+             'request_id': request_id, 'idempotency_scope': scope if keyed else None,
+             'idempotency_key': key,
              'request_digest': digest}
             for p, key, digest in zip(payloads, keys, digests)]
     if not keyed:
-        return session.scalars(pg_insert(Job).returning(Job.id, sort_by_parameter_order=True),
-                               rows).all(), True
+        ids = session.scalars(pg_insert(Job).returning(Job.id, sort_by_parameter_order=True),
+                              rows).all()
+        counts.add_accepted(session, kind, len(ids))
+        return ids, True
     # Waits for a concurrent insert of the same key to commit, then skips the row.
     stmt = pg_insert(Job).on_conflict_do_nothing(
         index_elements=['idempotency_scope', 'idempotency_key'],
         index_where=Job.idempotency_key.isnot(None)).returning(Job.idempotency_key, Job.id)
     inserted = dict(session.execute(stmt, rows).all())
+    counts.add_accepted(session, kind, len(inserted))
     if len(inserted) == len(rows):
         return [inserted[k] for k in keys], True
     if inserted:

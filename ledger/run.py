@@ -6,6 +6,7 @@ import json
 
 from sqlalchemy import text
 
+from ledger import counts
 from ledger.model import Status, id_array
 from pg.exceptions import translate
 
@@ -14,13 +15,18 @@ from pg.exceptions import translate
 # scheduled one (a message of an earlier attempt). "Not finished or waiting"
 # rather than "queued or running": worded so, the condition cannot
 # lead the planner to the partial index of unfinished jobs (which under a
-# backlog holds them all) instead of the primary key.
-CLAIM = text('''
-UPDATE jobs SET status = :running, attempts = attempts + 1, updated_at = now()
-WHERE id IN (SELECT id FROM jobs WHERE id = ANY(CAST(:ids AS bigint[]))
-             AND status NOT IN (:succeeded, :failed, :cancelled, :scheduled)
-             ORDER BY id FOR UPDATE)
-RETURNING id, attempts, request_id, kind
+# backlog holds them all) instead of the primary key. The claim names its
+# owner (ledger.owners); an attempt past the first is counted as a retry.
+CLAIM = text(f'''
+WITH claimed AS (
+    UPDATE jobs SET status = :running, attempts = attempts + 1, updated_at = now(),
+                    claimed_by = :owner
+    WHERE id IN (SELECT id FROM jobs WHERE id = ANY(CAST(:ids AS bigint[]))
+                 AND status NOT IN (:succeeded, :failed, :cancelled, :scheduled)
+                 ORDER BY id FOR UPDATE)
+    RETURNING id, attempts, request_id, kind),
+tally AS ({counts.tally('claimed', 'retried', 'WHERE attempts > 1')})
+SELECT id, attempts, request_id, kind FROM claimed
 ''')
 
 ASYNC_COMMIT = text('SET LOCAL synchronous_commit TO off')
@@ -34,18 +40,28 @@ SELECT id, kind, payload, status FROM jobs WHERE id = ANY(CAST(:ids AS bigint[])
 ORDER BY id FOR UPDATE
 ''')
 
-COMPLETE = text('''
-UPDATE jobs SET status = :succeeded, result = done.result, error = NULL,
-                updated_at = now(), finished_at = clock_timestamp()
-FROM (SELECT CAST(e->>0 AS bigint) AS id, e->1 AS result
-      FROM jsonb_array_elements(CAST(:done AS jsonb)) AS d(e)) AS done
-WHERE jobs.id = done.id
+_SECONDS = "date_part('epoch', jobs.finished_at - jobs.created_at) AS seconds"
+
+COMPLETE = text(f'''
+WITH completed AS (
+    UPDATE jobs SET status = :succeeded, result = done.result, error = NULL,
+                    updated_at = now(), finished_at = clock_timestamp()
+    FROM (SELECT CAST(e->>0 AS bigint) AS id, e->1 AS result
+          FROM jsonb_array_elements(CAST(:done AS jsonb)) AS d(e)) AS done
+    WHERE jobs.id = done.id
+    RETURNING jobs.kind, {_SECONDS}),
+tally AS ({counts.tally('completed', 'succeeded')})
+SELECT count(*) FROM completed
 ''')
 
-FAIL = text('''
-UPDATE jobs SET status = :failed, error = :error, result = NULL,
-                updated_at = now(), finished_at = clock_timestamp()
-WHERE id = :id AND status = :running
+FAIL = text(f'''
+WITH failed AS (
+    UPDATE jobs SET status = :failed, error = :error, result = NULL,
+                    updated_at = now(), finished_at = clock_timestamp()
+    WHERE id = :id AND status = :running
+    RETURNING jobs.kind, {_SECONDS}),
+tally AS ({counts.tally('failed', 'failed')})
+SELECT count(*) FROM failed
 ''')
 
 REQUEUE = text('''
@@ -56,17 +72,19 @@ WHERE id = :id AND status = :running
 MAX_ERROR = 2000
 
 
-def claim(session, job_ids):
-    """Mark the queued or running jobs among `job_ids` running and count the
-    attempt; committed at once, so a worker that dies mid-job leaves a trace.
-    Returns {job id: (attempt number, request id, kind)}; a job unknown,
-    finished already (a duplicate delivery), cancelled or scheduled is left out."""
+def claim(session, job_ids, owner=None):
+    """Mark the queued or running jobs among `job_ids` running, claimed by
+    `owner` (the advisory lock key of the worker process, ledger.owners), and
+    count the attempt; committed at once, so a worker that dies mid-job leaves
+    a trace. Returns {job id: (attempt number, request id, kind)}; a job
+    unknown, finished already (a duplicate delivery), cancelled or scheduled
+    is left out."""
     with translate():
         # Not worth a wait for the disk: a claim lost in a crash only undercounts
         # attempts, while the effect and the completion are committed durably.
         session.execute(ASYNC_COMMIT)
         claimed = session.execute(CLAIM, {
-            'ids': id_array(job_ids), 'running': Status.RUNNING,
+            'ids': id_array(job_ids), 'running': Status.RUNNING, 'owner': owner,
             'succeeded': Status.SUCCEEDED, 'failed': Status.FAILED,
             'cancelled': Status.CANCELLED, 'scheduled': Status.SCHEDULED}).all()
         session.commit()
@@ -89,7 +107,7 @@ def complete(session, results):
     if not results:
         return
     with translate():
-        session.execute(COMPLETE, {'succeeded': Status.SUCCEEDED,
+        session.execute(COMPLETE, {'succeeded': Status.SUCCEEDED, 
                                    'done': json.dumps([[job_id, result] for job_id, result in results])})
 
 
@@ -107,8 +125,9 @@ def requeue(session, job_id, error):
 
 def _settle(session, statement, job_id, error):
     with translate():
-        done = session.execute(statement, {
+        result = session.execute(statement, {
             'id': job_id, 'error': str(error)[:MAX_ERROR], 'running': Status.RUNNING,
-            'queued': Status.QUEUED, 'failed': Status.FAILED}).rowcount
+            'queued': Status.QUEUED, 'failed': Status.FAILED})
+        done = result.scalar() if result.returns_rows else result.rowcount
         session.commit()
     return bool(done)

@@ -15,6 +15,7 @@ from service.celery_config import celery_config
 
 EXTENSION = 'celery'
 SWEEP_TASK = 'jobs.sweep'
+PRUNE_TASK = 'jobs.prune'
 
 
 def init_celery(app):
@@ -30,6 +31,7 @@ def init_celery(app):
     celery.conf.beat_schedule = {
         **(celery.conf.beat_schedule or {}),  # a CELERY_BEAT_SCHEDULE given keeps its entries
         'sweep': {'task': SWEEP_TASK, 'schedule': app.config['WORKER_SWEEP_EVERY_SECONDS']},
+        'prune': {'task': PRUNE_TASK, 'schedule': app.config['WORKER_PRUNE_EVERY_SECONDS']},
     }
     celery.set_default()
     celery.publish_options = brokers.publish_options(app.config)
@@ -37,10 +39,11 @@ def init_celery(app):
     return celery
 
 
-def publish(celery, job_ids, kind, per_message=1):
-    """Send the job ids over one connection, one message per job, or per
-    group of `per_message` jobs that the worker applies together; to the
-    kind's own queue, with its priority, when it has them.
+def publish(celery, job_ids, kind, per_message=1, connection=None):
+    """Send the job ids over one connection (`connection` if given), one
+    message per job, or per group of `per_message` jobs that the worker
+    applies together; to the kind's own queue, with its priority, when it
+    has them.
 
     Raises kombu.exceptions.OperationalError when the broker is unreachable
     (RabbitMQ: or does not confirm within CELERY_PUBLISH_TIMEOUT)."""
@@ -48,7 +51,8 @@ def publish(celery, job_ids, kind, per_message=1):
     job_ids = list(job_ids)
     options = {**getattr(celery, 'publish_options', {}),
                **(REGISTRY[kind].routing if kind in REGISTRY else {})}
-    with celery.producer_or_acquire() as producer:
+    producer = celery.amqp.Producer(connection, auto_declare=False) if connection else None
+    with celery.producer_or_acquire(producer) as producer:
         for start in range(0, len(job_ids), per_message):
             group = job_ids[start:start + per_message]
             args = [group if len(group) > 1 else group[0]]

@@ -128,6 +128,9 @@ SETTINGS = {
                  '(empty: the broker, CELERY_BROKER_URL).'),
     'FLASK_BATCH_LIMIT': Setting(
         1000, int, 'Most jobs one POST /jobs/<kind>/batch may carry.'),
+    'FLASK_IDEMPOTENCY_WINDOW_SECONDS': Setting(
+        86400.0, float, 'How long an Idempotency-Key is honoured (from its job\'s acceptance); '
+                        'after it, the same key makes a new job.'),
     'FLASK_GROUP_COMMIT_MS': Setting(
         5.0, float, 'Longest a single-job POST waits for the requests in flight to share its INSERT, COMMIT and message.'),
     'SQLALCHEMY_POOL_SIZE': Setting(
@@ -164,11 +167,28 @@ SETTINGS = {
     'WORKER_RETRY_MAX_SECONDS': Setting(
         30.0, float, 'Cap of the retry delay (below CELERY_VISIBILITY_TIMEOUT).'),
     'WORKER_SWEEP_AGE_SECONDS': Setting(
-        120.0, float, 'A job queued this long is published again by the sweep (lost message).'),
+        5.0, float, 'A job queued this long whose message is nowhere (not held by a worker, '
+                     'older than the oldest message waiting) is published again by the sweep.'),
     'WORKER_STALE_RUNNING_SECONDS': Setting(
-        60.0, float, 'A job running this long without its row lock held (its worker died) is run again.'),
+        60.0, float, 'A job running this long without its row lock held is run again, whoever '
+                     'claimed it (WORKER_LOST_SECONDS finds a dead worker\'s jobs sooner).'),
+    'WORKER_LOST_SECONDS': Setting(
+        5.0, float, 'A worker not heard of for this long is dead: the messages it fetched are '
+                    'handed to another, and the jobs it claimed are run again (its advisory '
+                    'lock gone). Workers refresh their hold every second.'),
     'WORKER_SWEEP_EVERY_SECONDS': Setting(
-        30.0, float, 'How often beat runs the recovery sweep.'),
+        2.0, float, 'How often beat runs the recovery sweep (in its own process, never behind '
+                    'the backlog).'),
+    'WORKER_RETAIN_SUCCEEDED_SECONDS': Setting(
+        7 * 86400.0, float, 'Succeeded jobs are deleted from the ledger this long after they '
+                            'finished (0: never).'),
+    'WORKER_RETAIN_FAILED_SECONDS': Setting(
+        30 * 86400.0, float, 'Failed jobs are deleted from the ledger this long after they '
+                             'finished (0: never).'),
+    'WORKER_PRUNE_EVERY_SECONDS': Setting(
+        10.0, float, 'How often beat deletes expired jobs (each run at most 2 s, in batches).'),
+    'WORKER_PRUNE_BATCH': Setting(
+        1000, int, 'Jobs deleted per transaction by the pruning (its row locks last that long).'),
     'WORKER_DUE_EVERY_SECONDS': Setting(
         0.25, float, "How often beat's due pass queues the scheduled jobs whose time has come "
                     '(and enqueues the periodic jobs whose slot has come).'),

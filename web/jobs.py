@@ -1,5 +1,7 @@
 """The jobs API: accept, record and enqueue jobs (now, or scheduled); read
 them back; retry and cancel them, one or every one matching a filter."""
+import base64
+import binascii
 import re
 from datetime import datetime, timedelta, timezone
 
@@ -113,7 +115,8 @@ def _enqueue(kind, payloads, stored_payloads, keys=None, run_at=None, asked=None
     try:
         ids, created = ledger.record(session, kind.name, stored_payloads, scope=idempotency.scope(),
                                      keys=keys, digests=digests, request_id=request_id.current(),
-                                     run_at=run_at)
+                                     run_at=run_at,
+                                     key_window=current_app.config['FLASK_IDEMPOTENCY_WINDOW_SECONDS'])
     except ledger.IdempotencyConflict:
         session.rollback()
         raise ApiError(422, f'{idempotency.HEADER} was already used with another request')
@@ -203,12 +206,30 @@ def get_job(job_id):
     return _job(job_id).public()
 
 
-LIST_PARAMETERS = {'status', 'kind', 'limit'}
+LIST_PARAMETERS = {'status', 'kind', 'limit', 'cursor'}
+
+
+def _cursor(before):
+    """The opaque `next` of a listing: where the next page starts."""
+    return base64.urlsafe_b64encode(f'v1:{before}'.encode()).decode().rstrip('=')
+
+
+def _before(cursor):
+    try:
+        version, before = base64.urlsafe_b64decode(cursor + '=' * (-len(cursor) % 4)).decode(
+            'ascii').split(':')
+        if version == 'v1' and re.fullmatch('[0-9]{1,19}', before) and \
+                0 < int(before) <= ledger.MAX_JOB_ID:
+            return int(before)
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        pass
+    raise ApiError(400, 'cursor is not one a listing gave (its next)')
 
 
 @bp.get('/jobs')
 def list_jobs():
-    """Jobs newest first, filtered by ?status= and ?kind=, at most ?limit= (50)."""
+    """Jobs newest first, filtered by ?status= and ?kind=, at most ?limit= (50)
+    a page; `next` is the ?cursor= of the next page (null on the last)."""
     _known_parameters(LIST_PARAMETERS)
     status = request.args.get('status')
     if status is not None and status not in tuple(ledger.Status):
@@ -220,8 +241,12 @@ def list_jobs():
     # ASCII digits only: '²' is a str.isdigit() but not an int().
     if not re.fullmatch('[0-9]{1,4}', limit) or not 1 <= int(limit) <= 1000:
         raise ApiError(400, 'limit is a whole number from 1 to 1000')
-    jobs = ledger.listing(status=status, kind=kind and kind[:64], limit=int(limit))
-    return {'jobs': [job.public() for job in jobs]}
+    cursor = request.args.get('cursor')
+    before = None if cursor is None else _before(cursor[:100])
+    jobs, after = ledger.listing(_session(), status=status, kind=kind and kind[:64],
+                                 limit=int(limit), before=before)
+    return {'jobs': [job.public() for job in jobs],
+            'next': None if after is None else _cursor(after)}
 
 
 @bp.post('/jobs/<int:job_id>/retry')

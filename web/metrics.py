@@ -2,18 +2,15 @@
 (PostgreSQL) and the broker (Redis or RabbitMQ).
 
 Web and workers are separate processes (containers), so no process counts
-jobs itself: the ledger, which every process writes, is the one place that
-knows them all. Each process's collector keeps the totals of the jobs it
-has seen settled: the jobs below the oldest unfinished one and older than
-SETTLE_SECONDS (no transaction still inserting one of them) are finished
-and stay so. A scrape then reads by primary key only the jobs past them
-(the backlog and the last SETTLE_SECONDS), plus one small statement of index
-look-ups (the bounds, the oldest queued job, the lock waits) and one
-passive declare of the queue (Redis: LLEN);
-the first scrape of a process reads the whole ledger once. A settled job
-queued again (POST /jobs/<id>/retry) or an emptied ledger makes the next
-scrape start over. Scrapes within a second of one another (threads, several
-Prometheus) share one computation.
+jobs itself: the ledger, which every process writes, keeps the tallies of
+job events (table job_counts, ledger.counts), each counted in the
+transaction of the change it counts, so the counters never go down (a
+retry, pruning) and a scrape reads a few hundred rows whatever the size of
+the ledger, the first one after a restart too. The gauges read the
+unfinished jobs (small partial indexes), the lock waits and one passive
+declare of each queue (Redis: LLEN).
+Scrapes within a second of one another (threads, several Prometheus) share
+one computation.
 """
 import logging
 import math
@@ -26,7 +23,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from sqlalchemy import text
 
-from ledger import MAX_JOB_ID, Status, stats
+from ledger import Status, stats
 from pg.exceptions import PgError, translate
 from service import brokers
 from service.queue import queues
@@ -37,21 +34,8 @@ log = logging.getLogger(__name__)
 bp = Blueprint('metrics', __name__)
 
 SHARED_SECONDS = 1.0  # a scrape this recent is answered again rather than recomputed
-SETTLE_SECONDS = 30  # far longer than any transaction that inserts jobs
 STATEMENT_TIMEOUT_MS = 5000
-# Reading a whole large ledger once may take longer: the scrape that pays for
-# it may time out in Prometheus, the next one finds the totals kept.
-FIRST_PASS_TIMEOUT_MS = 300000
 TIMEOUT = text("SELECT set_config('statement_timeout', :ms, true)")
-
-
-def _add(into, rows):
-    """Sum TOTALS rows into {(kind, status): [count, retries, seconds, *buckets]}."""
-    for kind, status, *numbers in rows:
-        found = into.setdefault((kind, status), [0] * len(numbers))
-        for i, number in enumerate(numbers):
-            found[i] += number
-    return into
 
 
 class LedgerCollector:
@@ -63,14 +47,6 @@ class LedgerCollector:
         self._lock = threading.Lock()
         self._families = []
         self._at = -math.inf
-        self._forget()
-
-    def _forget(self):
-        # The totals of the jobs with id <= _through, all finished when read; the
-        # created_at of the newest of them, to notice the ledger was emptied.
-        self._settled = {}
-        self._through = 0
-        self._mark = (None, None)
 
     def collect(self):
         with self._lock:
@@ -103,23 +79,10 @@ class LedgerCollector:
         with translate(), engine.connect() as conn:
             # Local to the transaction: rolled back with it when the connection is closed.
             conn.execute(TIMEOUT, {'ms': str(STATEMENT_TIMEOUT_MS)})
-            mark_id, mark_created = self._mark
-            unfinished, old_enough, still, oldest, lock_waits = stats.bounds(
-                conn, SETTLE_SECONDS, mark_id)
-            if still != mark_created or (unfinished is not None and unfinished <= self._through):
-                self._forget()  # emptied, or a settled job queued again: read it all anew
-            settled = min(old_enough or 0, MAX_JOB_ID if unfinished is None else unfinished - 1)
-            if settled > self._through:
-                conn.execute(TIMEOUT, {'ms': str(FIRST_PASS_TIMEOUT_MS)})
-                rows = stats.totals(conn, self._through, settled)
-                conn.execute(TIMEOUT, {'ms': str(STATEMENT_TIMEOUT_MS)})
-                last = stats.last_job(conn, settled)
-                _add(self._settled, rows)
-                # Up to the newest job there is: ids past it are new jobs, whatever happened.
-                self._through, self._mark = (last[0], last) if last else (0, (None, None))
-            recent = stats.totals(conn, self._through, MAX_JOB_ID)
-        totals = _add({key: list(numbers) for key, numbers in self._settled.items()}, recent)
-        return [*_ledger_families(totals), *_now_families(oldest, lock_waits)]
+            counted = stats.totals(conn)
+            unfinished = stats.unfinished(conn)
+            oldest, lock_waits = stats.now(conn)
+        return [*_ledger_families(counted, unfinished), *_now_families(oldest, lock_waits)]
 
     def _queue_depth(self, probe):
         depth = GaugeMetricFamily('jobs_queue_depth', 'Messages waiting in the broker queue '
@@ -130,43 +93,37 @@ class LedgerCollector:
         return depth
 
 
-def _ledger_families(totals):
-    kinds = sorted(set(REGISTRY) | {kind for kind, _ in totals})
-    by_status = {status: dict.fromkeys(kinds, 0) for status in Status}
-    accepted, retried = dict.fromkeys(kinds, 0), dict.fromkeys(kinds, 0)
-    histograms = []
-    for (kind, status), (count, retries, seconds, *cumulative) in sorted(totals.items()):
-        accepted[kind] += count
-        retried[kind] += int(retries)
-        by_status.setdefault(status, dict.fromkeys(kinds, 0))[kind] += count
-        if status in Status.finished():
-            buckets = [(repr(bound), n) for bound, n in zip(stats.BUCKETS, cumulative)]
-            histograms.append(([kind, status], [*buckets, ('+Inf', count)], float(seconds)))
+def _ledger_families(counted, unfinished_rows):
+    kinds = sorted(set(REGISTRY) | {kind for kind, _ in counted}
+                   | {kind for kind, _, _ in unfinished_rows})
 
-    def counter(name, documentation, values):
+    def counter(name, documentation, event):
         family = CounterMetricFamily(name, documentation, labels=['kind'])
         for kind in kinds:
-            family.add_metric([kind], values[kind])
+            family.add_metric([kind], counted.get((kind, event), (0,))[0])
         return family
 
     unfinished = GaugeMetricFamily('jobs_unfinished', 'Jobs scheduled, queued or running now.',
                                    labels=['kind', 'status'])
+    now = {(kind, status): count for kind, status, count in unfinished_rows}
     for status in (Status.SCHEDULED, Status.QUEUED, Status.RUNNING):
         for kind in kinds:
-            unfinished.add_metric([kind, status], by_status[status][kind])
+            unfinished.add_metric([kind, status], now.get((kind, status), 0))
     duration = HistogramMetricFamily(
         'jobs_duration_seconds', 'Seconds from acceptance to completion of finished jobs.',
         labels=['kind', 'status'])
-    for labels, buckets, total in histograms:
-        duration.add_metric(labels, buckets, total)
+    for (kind, event), (total, seconds, cumulative) in sorted(counted.items()):
+        if event in Status.finished():
+            buckets = [(repr(bound), n) for bound, n in zip(stats.BUCKETS, cumulative)]
+            duration.add_metric([kind, event], [*buckets, ('+Inf', total)], seconds)
     return [
-        counter('jobs_accepted', 'Jobs accepted (recorded in the ledger).', accepted),
-        counter('jobs_succeeded', 'Jobs applied.', by_status[Status.SUCCEEDED]),
-        counter('jobs_failed', 'Jobs failed (permanent error or attempts spent).',
-                by_status[Status.FAILED]),
-        counter('jobs_cancelled', 'Jobs cancelled before they ran.', by_status[Status.CANCELLED]),
+        counter('jobs_accepted', 'Jobs accepted (recorded in the ledger).', 'accepted'),
+        counter('jobs_succeeded', 'Jobs applied.', Status.SUCCEEDED),
+        counter('jobs_failed', 'Job failures (permanent error or attempts spent; a job '
+                'retried by an operator that fails again counts again).', Status.FAILED),
+        counter('jobs_cancelled', 'Jobs cancelled before they ran.', Status.CANCELLED),
         counter('jobs_retried', 'Attempts past the first (transient errors, lost workers).',
-                retried),
+                'retried'),
         unfinished, duration,
     ]
 

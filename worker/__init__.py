@@ -1,7 +1,7 @@
 """The Celery entry (worker, beat, Flower) and the job runner: one Celery task
 per job kind, each run by `run_job` inside the app's context, and the
-recovery sweep that beat schedules."""
-from service.queue import SWEEP_TASK
+recovery sweep and the pruning, which beat runs itself (worker.beat)."""
+from service.queue import PRUNE_TASK, SWEEP_TASK
 from tasks import load_all
 from worker.execution import JobsFailed, run_job
 
@@ -22,8 +22,13 @@ def init_tasks(app):
 
     @celery.task(name=SWEEP_TASK, shared=False)
     def sweep():
-        from worker.sweep import republish_stale
-        return republish_stale(app.config['WORKER_SWEEP_AGE_SECONDS'],
-                               app.config['WORKER_STALE_RUNNING_SECONDS'])
+        from worker.sweep import recover
+        return recover(app.config)
 
+    @celery.task(name=PRUNE_TASK, shared=False)
+    def prune():
+        from worker.prune import prune_expired
+        return prune_expired(app.config)
+
+    celery.conf.beat_scheduler = 'worker.beat:Scheduler'
     return celery

@@ -16,17 +16,50 @@ the channel skips it. Nothing is lost: Redis redelivers unacked messages
 after the visibility timeout if it survived, and the recovery sweep
 publishes again the jobs left queued if it did not.
 
+Two more changes make a dead worker's jobs run again within seconds:
+
+- Every REFRESH_SECONDS the worker sets the delivery time Redis keeps for
+  each message it holds (fetched, not acked) to now. A message whose time
+  stops moving belonged to a worker that died: the sweep hands it back
+  (worker/sweep.py) long before the visibility timeout.
+- A message handed back because its pool process died (reject on worker
+  lost) goes to the head of the queue, not behind the backlog.
+
 Used by the worker process only (worker/main.py), and only on a redis://
 broker (RabbitMQ's transport is kombu's own), so the broker URL that beat,
 Flower and the web front show stays redis://.
 """
-from kombu.transport import redis
+import time
+
+from kombu.transport import redis, virtual
+from kombu.utils.json import dumps
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
 
 TRANSPORT = 'worker.broker:Transport'
+HEAD_TRANSPORT = 'worker.broker:HeadTransport'
+REFRESH_SECONDS = 1.0
+
+
+class QoS(redis.QoS):
+    def reject(self, delivery_tag, requeue=False):
+        if not requeue:
+            return super().reject(delivery_tag, requeue=False)
+        # Next to be taken (BRPOP takes from the right; kombu puts it leftmost).
+        self.restore_by_tag(delivery_tag, leftmost=False)
+        virtual.QoS.ack(self, delivery_tag)
+
+    def refresh(self):
+        """Mark the messages held as seen now (ZADD XX: acked ones stay gone)."""
+        held = list(self._delivered)
+        if held:
+            with self.channel.conn_or_acquire() as client:
+                client.zadd(self.unacked_index_key, dict.fromkeys(held, time.time()), xx=True)
 
 
 class Channel(redis.Channel):
+    QoS = QoS
+
     def close(self):
         if self.connection is not None and self.connection.client is None:
             self.do_restore = False  # the transport is detached: no broker to restore to
@@ -51,3 +84,32 @@ class Channel(redis.Channel):
 
 class Transport(redis.Transport):
     Channel = Channel
+    _refresh_tref = None
+
+    def register_with_event_loop(self, connection, loop):
+        super().register_with_event_loop(connection, loop)
+        if self._refresh_tref is not None:  # a reconnection: one timer only
+            self._refresh_tref.cancel()
+        self._refresh_tref = loop.call_repeatedly(REFRESH_SECONDS, self._refresh_held)
+
+    def _refresh_held(self):
+        for channel in list(self.cycle._channels):
+            try:
+                channel.qos.refresh()
+            except (RedisError, AttributeError):
+                pass  # the broker is away: the connection's own recovery deals with it
+
+
+class HeadChannel(redis.Channel):
+    """Publishes to the head of the queue (the end BRPOP takes next): the
+    sweep's jobs found again run before the backlog, as those of a message
+    handed back do."""
+
+    def _put(self, queue, message, **kwargs):
+        with self.conn_or_acquire() as client:
+            client.rpush(self._q_for_pri(queue, self._get_message_priority(message, reverse=False)),
+                         dumps(message))
+
+
+class HeadTransport(redis.Transport):
+    Channel = HeadChannel

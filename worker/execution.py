@@ -112,11 +112,21 @@ def _retry_later(task, alone):
     return retry
 
 
+def owner_key():
+    """This worker process's owner key (ledger.owners): its advisory lock,
+    held for the process's life, tells the sweep the process is alive."""
+    owner = current_app.extensions.get('ledger_owner')
+    if owner is None:
+        owner = current_app.extensions['ledger_owner'] = ledger.Owner(
+            current_app.extensions['pg'].pool.connection().engine.url)
+    return owner.current()
+
+
 def _run_group(task, job_ids, session, config):
     """Claim the jobs (committed: a dead worker's attempts are counted), then
     apply them all in one transaction; if that fails, each in its own. Jobs
     of a kind with a timeout are applied each in its own, under its limit."""
-    claimed = ledger.claim(session, job_ids)
+    claimed = ledger.claim(session, job_ids, owner_key())
     ready = [job_id for job_id, (attempt, _, kind_name) in sorted(claimed.items())
              if attempt <= _max_attempts(kind_name, config)]
     outcomes = [DUPLICATE] * (len(set(job_ids)) - len(claimed))  # finished meanwhile

@@ -532,9 +532,12 @@ def wait_finished(svc, ids, timeout):
 
 
 def swept_count(svc):
-    """How many jobs the recovery sweep published again (from the worker's log)."""
-    log = svc.processes['worker'].log() if 'worker' in svc.processes else ''
-    return sum(int(n) for n in re.findall(r'sweep: published (\d+) stale jobs again', log))
+    """How many jobs the recovery sweep published again (from beat's log: the
+    sweep runs in beat, worker.beat)."""
+    log = svc.processes['beat'].log() if 'beat' in svc.processes else ''
+    found = re.findall(r'sweep: (?:published (\d+) stale jobs again|handed back \d+ messages '
+                       r'of a lost worker \((\d+) jobs\))', log)
+    return sum(int(number) for pair in found for number in pair if number)
 
 
 def dropped_count(svc):

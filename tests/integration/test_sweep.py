@@ -55,11 +55,32 @@ def test_sweep_republishes_only_what_is_stale_and_unlocked(app, client, broker):
         assert republish_stale(queued_age=10, running_age=10) == 0  # updated_at was refreshed
 
 
-def test_queued_jobs_behind_a_backlog_are_left_alone(app, client, broker):
-    waiting, stale = [client.post('/jobs/genre.create', json=GENRE).json['id'] for _ in range(2)]
-    _age(app, stale, 'queued', 100)
+def test_queued_jobs_whose_message_waits_are_left_alone(app, client, broker):
+    """A backlog 100 s old: its jobs' messages wait, nothing is published again."""
+    waiting, behind = [client.post('/jobs/genre.create', json=GENRE).json['id'] for _ in range(2)]
+    _age(app, waiting, 'queued', 100)
+    _age(app, behind, 'queued', 100)
     with app.app_context():
-        assert republish_stale(queued_age=10, running_age=10) == 0  # a message still waits
+        assert republish_stale(queued_age=10, running_age=10) == 0  # their messages wait
     broker.delete('jobs')
     with app.app_context():
-        assert republish_stale(queued_age=10, running_age=10) == 1
+        assert republish_stale(queued_age=10, running_age=10) == 2
+
+
+def test_a_lost_message_is_found_behind_a_backlog(app, client, broker):
+    """A job older than the oldest message waiting, whose message no worker
+    holds, lost its message (a worker killed between fetch and record):
+    published again without waiting for the queue to empty."""
+    import ledger
+    lost, held = [client.post('/jobs/genre.create', json=GENRE).json['id'] for _ in range(2)]
+    broker.delete('jobs')
+    _age(app, lost, 'queued', 30)
+    _age(app, held, 'queued', 30)
+    backlog = [client.post('/jobs/genre.create', json=GENRE).json['id'] for _ in range(3)]
+    with app.app_context():
+        session = app.extensions['pg'].pool.connection().session
+        oldest = [backlog[0]]
+        assert ledger.take_stale(session, queued_age=10, running_age=60, limit=10, lost_age=5,
+                                 held=[held], oldest=oldest) == {'genre.create': [lost]}
+        assert republish_stale(queued_age=10, running_age=60) == 1  # held: its message is nowhere
+    assert published_ids(broker) == sorted([*backlog, held])

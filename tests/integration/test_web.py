@@ -437,8 +437,8 @@ def test_list_filters_newest_first_and_limits(app, client):
 
     everything = client.get('/jobs').get_json()['jobs']
     assert [j['id'] for j in everything] == [other, *reversed(ids)]
-    assert client.get('/jobs?status=failed').get_json() == {'jobs': []}
-    assert client.get('/jobs?kind=nope').get_json() == {'jobs': []}
+    assert client.get('/jobs?status=failed').get_json() == {'jobs': [], 'next': None}
+    assert client.get('/jobs?kind=nope').get_json() == {'jobs': [], 'next': None}
 
 
 @pytest.mark.parametrize('query', [
