@@ -185,8 +185,11 @@ def start_service(env, log_dir):
 
 @pytest.fixture(scope='session')
 def service(service_env, tmp_path_factory):
-    """web and worker running; the tables made; the test broker empty."""
-    with start_service(service_env, str(tmp_path_factory.mktemp('logs'))) as svc:
+    """web and worker running; the tables made; the test broker empty. On
+    ports of their own: modules that start a service of theirs take
+    service_env's while this one runs."""
+    env = {**service_env, 'PORT': str(free_port()), 'FLOWER_PORT': str(free_port())}
+    with start_service(env, str(tmp_path_factory.mktemp('logs'))) as svc:
         yield svc
 
 

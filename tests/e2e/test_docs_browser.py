@@ -57,7 +57,7 @@ def test_docs_render_every_kind_in_the_browser(server, tmp_path):
     assert kinds
     page = requests.get(server + '/docs', timeout=30)
     assert page.status_code == 200
-    assert requests.get(server + '/kinds', timeout=30).status_code == 401  # tokens are on
+    assert requests.get(server + '/jobs', timeout=30).status_code == 401  # tokens are on
 
     dom = rendered_dom(server + '/docs', tmp_path / 'profile')
 

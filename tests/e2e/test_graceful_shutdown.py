@@ -16,8 +16,11 @@ import redis
 import requests
 
 from tests.conftest import DATABASE_URL
-from tests.e2e.conftest import BROKER_URL, Service, free_port
+from tests.conftest import redis_url
+from tests.e2e.conftest import Service, free_port
 
+# A Redis database of the module's own: the session's worker consumes the e2e one.
+BROKER_URL = redis_url(2)
 WORKER_GRACE_SECONDS = 60   # compose's stop_grace_period of the worker
 WEB_GRACE_SECONDS = 30      # gunicorn's graceful_timeout (gunicorn.conf.py)
 
@@ -25,6 +28,7 @@ WEB_GRACE_SECONDS = 30      # gunicorn's graceful_timeout (gunicorn.conf.py)
 @pytest.fixture
 def svc(service_env, tmp_path):
     env = dict(service_env, PORT=str(free_port()), WEB_CONCURRENCY='1',
+               CELERY_BROKER_URL=BROKER_URL,
                # Lock waits outlast the test's lock, so jobs and requests wait rather than fail.
                SQLALCHEMY_LOCK_TIMEOUT_MS='30000')
     redis.Redis.from_url(BROKER_URL).flushdb()
