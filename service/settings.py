@@ -125,7 +125,8 @@ SETTINGS = {
                                   'empty: no limit.'),
     'FLASK_RATE_LIMIT_STORAGE_URL': Setting(
         '', str, 'The Redis where the rate limits are counted, shared by every web process '
-                 '(empty: the broker, CELERY_BROKER_URL).'),
+                 '(empty: the broker, CELERY_BROKER_URL, when it is a Redis; with RabbitMQ, '
+                 'each web process counts alone).'),
     'FLASK_BATCH_LIMIT': Setting(
         1000, int, 'Most jobs one POST /jobs/<kind>/batch may carry.'),
     'FLASK_IDEMPOTENCY_WINDOW_SECONDS': Setting(
@@ -228,8 +229,16 @@ def token_scopes(config):
 
 
 def rate_limit_storage(config):
-    """Where the web processes count the rate limits (a Redis URL)."""
-    return config.get('FLASK_RATE_LIMIT_STORAGE_URL') or config['CELERY_BROKER_URL']
+    """Where the web processes count the rate limits: FLASK_RATE_LIMIT_STORAGE_URL,
+    else the broker when it is a Redis, else each process's memory (a RabbitMQ
+    broker keeps no counters: set FLASK_RATE_LIMIT_STORAGE_URL to a Redis for
+    limits shared by every web process)."""
+    given = config.get('FLASK_RATE_LIMIT_STORAGE_URL')
+    if given:
+        return given
+    broker = config['CELERY_BROKER_URL']
+    return broker if broker.startswith(('redis://', 'rediss://', 'redis+socket://')) else 'memory://'
+
 
 
 def prefixes(environ):
