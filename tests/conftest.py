@@ -104,6 +104,7 @@ def db(app):
 
 
 def pytest_collection_modifyitems(session, config, items):
-    """tests/hosts first: its PostgreSQL in a network namespace did not come
-    up after the fault suite had run in the same session (left for later)."""
+    """tests/hosts first, on a machine not yet busy with the other suites' leftovers
+    (its database relay, started without waiting, was not listening in time
+    after the fault suite: it is waited for now)."""
     items.sort(key=lambda item: 0 if '/tests/hosts/' in str(item.fspath) else 1)

@@ -333,13 +333,26 @@ def network():
         atexit.unregister(net.remove)
 
 
-def start_relay(network, pg, log_dir, delay_ms):
-    """The relay on the database host's address, to its PostgreSQL."""
+def start_relay(network, pg, log_dir, delay_ms, timeout=30):
+    """The relay on the database host's address, to its PostgreSQL; returned
+    once it accepts connections (a Python started in a namespace may take a
+    while on a busy machine)."""
+    import socket
     log = open(os.path.join(log_dir, 'db-relay.log'), 'ab')
-    return subprocess.Popen(
+    popen = subprocess.Popen(
         ['ip', 'netns', 'exec', network.ns('db'), sys.executable, RELAY, address('db'),
          str(DB_PORT), '127.0.0.1', str(pg.port), str(delay_ms)],
         stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection((address('db'), DB_PORT), timeout=1):
+                return popen
+        except OSError:
+            if popen.poll() is not None:
+                break
+            time.sleep(0.1)
+    raise RuntimeError(f'the relay on the database host did not listen (exit {popen.poll()})')
 
 
 def start_redis(network, log_dir, timeout=30):
