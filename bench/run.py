@@ -30,6 +30,7 @@ from bench.cpu import CpuMeter, per_thousand, tree
 from bench.floor import floor
 from bench.poller import Poller
 from cli.processes import Process, rss_bytes
+from service.brokers import empty as empty_broker
 
 DB_URL = os.environ.get('BENCH_DATABASE_URL', 'postgresql://ds:dsps@127.0.0.1:5432/ds_bench')
 # `--broker rabbitmq`: a virtual host of the benchmark's own is best.
@@ -129,21 +130,6 @@ def wrk_latency(out):
     for percent, value, unit in re.findall(r'^\s+(\d+)%\s+([\d.]+)(us|ms|s|m)\s*$', out, re.M):
         found[int(percent)] = round(float(value) * scale[unit], 2)
     return found
-
-
-def empty_broker(url):
-    """No message of an earlier run: the Redis database flushed, or the
-    RabbitMQ jobs queue deleted (the service declares it again)."""
-    if url.startswith('redis'):
-        redis.Redis.from_url(url).flushdb()
-        return
-    from kombu import Connection
-    with Connection(url, connect_timeout=10) as connection:
-        channel = connection.channel()
-        try:
-            channel.queue_delete('jobs')
-        finally:
-            channel.close()
 
 
 class Bench:

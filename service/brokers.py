@@ -180,3 +180,18 @@ def probe(app):
     if found is None:
         found = app.extensions['broker_probe'] = Probe(app.config)
     return found
+
+
+def empty(url):
+    """No message of an earlier run left (tests, bench): the Redis database
+    flushed, or the RabbitMQ jobs queue deleted (the service declares it again)."""
+    if kind(url) == REDIS:
+        import redis
+        redis.Redis.from_url(url).flushdb()
+        return
+    with Connection(url, connect_timeout=10) as connection:
+        channel = connection.channel()
+        try:
+            channel.queue_delete(QUEUE)
+        finally:
+            channel.close()

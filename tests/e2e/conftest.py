@@ -13,10 +13,10 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 
 import pytest
-import redis
 import requests
 
 from cli.processes import Process
+from service.brokers import empty as empty_broker
 from tests.conftest import DATABASE_URL
 
 REDIS_URL = os.environ.get('TEST_BROKER_URL', 'redis://127.0.0.1:6379/12')
@@ -28,21 +28,6 @@ if TEST_BROKER not in BROKERS:
 BROKER_URL = BROKERS[TEST_BROKER]
 FLOWER_AUTH = 'flower:e2e-secret'
 FINISHED = ('succeeded', 'failed')
-
-
-def empty_broker(url):
-    """No message of an earlier run left: the Redis database flushed, or the
-    RabbitMQ jobs queue deleted (the service declares it again)."""
-    if url.startswith('redis'):
-        redis.Redis.from_url(url).flushdb()
-        return
-    from kombu import Connection
-    with Connection(url, connect_timeout=10) as connection:
-        channel = connection.channel()
-        try:
-            channel.queue_delete('jobs')
-        finally:
-            channel.close()
 
 
 def free_port():
