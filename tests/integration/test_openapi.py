@@ -241,6 +241,21 @@ def test_scopes_and_limits_answer_as_documented(make_app, clean, document):
     assert client.get('/kinds').status_code == 200  # open, as /openapi.json
 
 
+def test_no_limiter_runs_where_there_is_nothing_to_limit(make_app):
+    # Its hooks cost a sixth of a job's CPU in the web process, counting nothing.
+    def limiter_hooks(app):
+        hooks = [f for funcs in app.before_request_funcs.values() for f in funcs]
+        return [f for f in hooks if 'flask_limiter' in getattr(f, '__module__', '')]
+    for config in ({}, {'FLASK_API_TOKENS': 't:enqueue', 'FLASK_RATE_LIMIT_READ': '',
+                        'FLASK_RATE_LIMIT_ENQUEUE': '', 'FLASK_RATE_LIMIT_ADMIN': ''}):
+        app = make_app(**config)
+        assert 'rate_limits' not in app.extensions and not limiter_hooks(app), config
+        assert app.test_client().post('/jobs/genre.create', json={'name': 'a', 'description': 'b'},
+                                      headers={'Authorization': 'Bearer t'}).status_code == 202
+    limited = make_app(FLASK_API_TOKENS='t:enqueue')
+    assert 'rate_limits' in limited.extensions and limiter_hooks(limited)
+
+
 def test_oversize_request_lines_and_headers_are_414_and_431_in_the_envelope(client, document):
     def check(response, status):
         assert response.status_code == status, response.get_data(as_text=True)
