@@ -8,9 +8,11 @@ once its job is committed and published, as on its own.
 
 No thread of its own: a request that finds fewer than `leaders` flushes
 running leads one; when it is done it hands the lead to a job still waiting.
-Before flushing, the leader lets the requests on their way join until `delay`
-after the first job of its group arrived (so jobs that waited out the last
-flush go at once), unless it is alone now and was alone in the last group.
+Before flushing, the leader lets the requests already in the view (`arriving`)
+join, and waits for as many jobs as its last group had (under steady load the
+same clients come back), until `delay` after the first job of its group
+arrived: a job alone is flushed at once, a full group without waiting out the
+delay, and a group that came short makes the next one expect fewer.
 """
 import threading
 import time
@@ -26,7 +28,7 @@ from service.queue import publish_recorded
 EXTENSION = 'group_commit'
 ENGINE = 'group_commit_engine'
 # Flushes at once per process: the next group gathers while the last commits.
-LEADERS = 2
+LEADERS = 1
 
 
 class _Waiter:
@@ -61,19 +63,37 @@ class GroupCommit:
         self._lock = threading.Lock()
         self._waiting = []  # submitted, not yet in a group
         self._leaders = 0
-        self._arriving = 0
+        # Requests in `arriving` that have not submitted (yet): a leader waits for them.
+        self._on_their_way = 0
+        self._local = threading.local()  # greenlet-local under gevent
+        self._gathered = threading.Condition(self._lock)
         self._last_size = 0
+
+    def _ready(self):
+        """(Under the lock.) The group is full, or as large as the last one
+        and nobody else is on the way."""
+        waiting = len(self._waiting)
+        return waiting >= self._limit or (waiting >= self._last_size and self._on_their_way <= 0)
+
+    def _arrived(self):
+        """(Under the lock.) This thread's request submitted, or left without."""
+        if getattr(self._local, 'arriving', False):
+            self._local.arriving = False
+            self._on_their_way -= 1
+        if self._ready():
+            self._gathered.notify_all()
 
     @contextmanager
     def arriving(self):
-        """Around a request that may submit a job: the leader waits for it."""
+        """Around a request that may submit a job: a leader waits for it."""
         with self._lock:
-            self._arriving += 1
+            self._on_their_way += 1
+            self._local.arriving = True
         try:
             yield
         finally:
             with self._lock:
-                self._arriving -= 1
+                self._arrived()
 
     def submit(self, *job):
         """Record and publish one job, (kind, payload, ...), with the others
@@ -81,6 +101,7 @@ class GroupCommit:
         me = _Waiter(job)
         with self._lock:
             self._waiting.append(me)
+            self._arrived()
             if self._leaders < self._max_leaders:
                 self._leaders += 1
                 me.leads = True
@@ -94,15 +115,15 @@ class GroupCommit:
         """Flush the next group (it may hold this leader's job or not), then
         hand the lead to a job still waiting, if any."""
         with self._lock:
-            first = self._waiting[0].arrived if self._waiting else None
-        if first is not None and self._delay and (self._arriving > 1 or self._last_size > 1):
-            # Others are on their way (or were, a moment ago): let them join
-            # rather than flush a group of one. The wait counts from the first
-            # arrival: jobs that waited out the last flush are sent at once.
-            left = self._delay - (time.monotonic() - first)
-            if left > 0:
-                time.sleep(left)
-        with self._lock:
+            if self._waiting and self._delay:
+                # The wait counts from the group's first arrival: jobs that
+                # waited out the last flush are sent at once.
+                deadline = self._waiting[0].arrived + self._delay
+                while not self._ready():
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        break
+                    self._gathered.wait(left)
             group = self._waiting[:self._limit]
             del self._waiting[:self._limit]
             if group:

@@ -131,3 +131,41 @@ def test_every_submitter_is_answered_whatever_fails():
         assert all(isinstance(r, (int, ConnectionError)) for r in results)
     assert flush.most <= 3
     assert group_commit._leaders == 0  # every lead was given back
+
+
+def rounds(group_commit, clients, count):
+    """`clients` threads each submit `count` jobs one after another, as
+    requests (`arriving`); return the seconds it took."""
+    start = threading.Barrier(clients)
+
+    def client(c):
+        start.wait()
+        for n in range(count):
+            with group_commit.arriving():
+                group_commit.submit('k', {'c': c, 'n': n})
+
+    threads = [threading.Thread(target=client, args=(c,)) for c in range(clients)]
+    began = time.monotonic()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert not any(t.is_alive() for t in threads)
+    return time.monotonic() - began
+
+
+def test_a_group_as_large_as_the_last_does_not_wait_out_the_delay():
+    # Under steady load the same clients come back: once they all are in,
+    # waiting longer gains nobody (the delay stays for a group that came short).
+    flush = Recorder(seconds=0.001)
+    group_commit = GroupCommit(flush, limit=100, delay=0.2, leaders=1)
+    took = rounds(group_commit, clients=8, count=10)
+    assert took < 10 * 0.2 / 2, f'{took:.2f} s: groups waited out the delay'
+    assert sum(len(g) for g in flush.groups) == 80
+    assert len(flush.groups) < 40, 'requests were not grouped'
+
+
+def test_a_lone_job_is_flushed_at_once():
+    flush = Recorder(seconds=0)
+    group_commit = GroupCommit(flush, limit=100, delay=0.5)
+    assert rounds(group_commit, clients=1, count=5) < 0.5
