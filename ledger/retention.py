@@ -1,8 +1,8 @@
 """Retention: finished jobs deleted once older than their outcome's age, in
 small batches (each its own short transaction: row locks on a few thousand
 rows for a few milliseconds, no table rewrite; the space is reused after
-autovacuum). Only succeeded and failed jobs are ever deleted, and a job
-whose idempotency key is still within its window is kept.
+autovacuum). Only finished jobs (succeeded, failed, cancelled) are ever
+deleted, and a job whose idempotency key is still within its window is kept.
 
 Each batch looks at the next `batch` entries of ix_jobs_finished for one
 kind and outcome, oldest id first, and deletes those finished long enough
@@ -16,11 +16,12 @@ from sqlalchemy import text
 from ledger.model import Status
 from pg.exceptions import translate
 
+# The kinds of the finished jobs: a skip scan of ix_jobs_finished.
 KINDS = text('''
 WITH RECURSIVE kinds(kind) AS (
-    SELECT min(kind) FROM jobs WHERE status IN ('succeeded', 'failed')
+    SELECT min(kind) FROM jobs WHERE status = ANY(:finished)
     UNION ALL
-    SELECT (SELECT min(kind) FROM jobs WHERE status IN ('succeeded', 'failed') AND kind > kinds.kind)
+    SELECT (SELECT min(kind) FROM jobs WHERE status = ANY(:finished) AND kind > kinds.kind)
     FROM kinds WHERE kinds.kind IS NOT NULL)
 SELECT kind FROM kinds WHERE kind IS NOT NULL
 ''')
@@ -56,7 +57,8 @@ def prune(session, ages, key_window, batch=2000, budget_seconds=None, on_batch=N
     started = time.monotonic()
     deleted = {}
     with translate():
-        kinds = session.execute(KINDS).scalars().all()
+        kinds = session.execute(
+            KINDS, {'finished': [s.value for s in Status.finished()]}).scalars().all()
         session.commit()
     for status, age in ages.items():
         status = Status(status)

@@ -186,6 +186,9 @@ SETTINGS = {
     'WORKER_RETAIN_FAILED_SECONDS': Setting(
         30 * 86400.0, float, 'Failed jobs are deleted from the ledger this long after they '
                              'finished (0: never).'),
+    'WORKER_RETAIN_CANCELLED_SECONDS': Setting(
+        7 * 86400.0, float, 'Cancelled jobs are deleted from the ledger this long after they '
+                            'were cancelled (0: never).'),
     'WORKER_PRUNE_EVERY_SECONDS': Setting(
         10.0, float, 'How often beat deletes expired jobs (each run at most 2 s, in batches).'),
     'WORKER_PRUNE_BATCH': Setting(
