@@ -28,6 +28,7 @@ import threading
 
 from kombu import Connection, Exchange, Queue
 
+from service import redis_transport
 from service.errors import ConfigError
 
 REDIS, RABBITMQ = 'redis', 'rabbitmq'
@@ -65,7 +66,7 @@ def celery_conf(config):
         if config['WORKER_RETRY_MAX_SECONDS'] >= config['CELERY_VISIBILITY_TIMEOUT']:
             # Redis would deliver a delayed retry a second time, early.
             raise ConfigError('WORKER_RETRY_MAX_SECONDS must stay below CELERY_VISIBILITY_TIMEOUT')
-        return {'broker_transport_options': {
+        return {'broker_transport': redis_transport.TRANSPORT, 'broker_transport_options': {
             # Longer than any retry countdown, so a delayed retry is never redelivered early.
             'visibility_timeout': config['CELERY_VISIBILITY_TIMEOUT'],
             'socket_connect_timeout': timeout,

@@ -36,6 +36,8 @@ from kombu.utils.json import dumps
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
+from service import redis_transport
+
 TRANSPORT = 'worker.broker:Transport'
 HEAD_TRANSPORT = 'worker.broker:HeadTransport'
 REFRESH_SECONDS = 1.0
@@ -57,7 +59,7 @@ class QoS(redis.QoS):
                 client.zadd(self.unacked_index_key, dict.fromkeys(held, time.time()), xx=True)
 
 
-class Channel(redis.Channel):
+class Channel(redis_transport.Channel):
     QoS = QoS
 
     def close(self):
@@ -82,7 +84,7 @@ class Channel(redis.Channel):
             raise RedisConnectionError('the broker connection was lost')
 
 
-class Transport(redis.Transport):
+class Transport(redis_transport.Transport):
     Channel = Channel
     _refresh_tref = None
 
@@ -100,7 +102,7 @@ class Transport(redis.Transport):
                 pass  # the broker is away: the connection's own recovery deals with it
 
 
-class HeadChannel(redis.Channel):
+class HeadChannel(redis_transport.Channel):
     """Publishes to the head of the queue (the end BRPOP takes next): the
     sweep's jobs found again run before the backlog, as those of a message
     handed back do."""
@@ -111,5 +113,5 @@ class HeadChannel(redis.Channel):
                          dumps(message))
 
 
-class HeadTransport(redis.Transport):
+class HeadTransport(redis_transport.Transport):
     Channel = HeadChannel

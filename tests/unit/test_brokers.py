@@ -54,3 +54,26 @@ def test_a_transport_option_given_cannot_turn_confirms_off():
     conf = celery_config(config('amqp://h//',
                                 CELERY_BROKER_TRANSPORT_OPTIONS='{"confirm_publish": false}'))
     assert conf['broker_transport_options']['confirm_publish'] is True
+
+
+def test_every_process_on_redis_reuses_one_client_per_channel():
+    # kombu builds a redis-py client per command; building one cost more CPU
+    # than the publish it was for (service/redis_transport.py).
+    from kombu import Connection
+
+    from service import redis_transport
+    from worker import broker
+    conf = celery_config(config('redis://127.0.0.1:6379/0'))
+    assert conf['broker_transport'] == redis_transport.TRANSPORT
+    assert 'broker_transport' not in celery_config(config('amqp://u:p@h:5672/v'))
+    assert issubclass(broker.Channel, redis_transport.Channel)
+    assert issubclass(broker.HeadChannel, redis_transport.Channel)
+    with Connection('redis://127.0.0.1:6379/0', transport=conf['broker_transport']) as connection:
+        channel = connection.default_channel
+        assert isinstance(channel, redis_transport.Channel)
+        first = channel._create_client()
+        assert channel._create_client() is first
+        with channel.conn_or_acquire() as client:
+            assert client is first
+        channel._pool = None  # a new pool (after a reconnection): a new client on it
+        assert channel._create_client() is not first
