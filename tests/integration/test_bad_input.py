@@ -31,8 +31,8 @@ from werkzeug.test import EnvironBuilder
 
 from service import settings as service_settings
 from tasks import REGISTRY, load_all
-from tests.conftest import DATABASE_URL, redis_url
-from tests.integration.test_web import VALID
+from tests.integration.jobs import VALID
+from tests.settings import DATABASE_URL, redis_url
 
 BROKER_URL = redis_url(13)
 MAX_SECONDS = 1.0
@@ -840,7 +840,8 @@ def web(broker, tmp_path_factory):
     """The web process alone (gunicorn, the Procfile's command) on the test
     database and broker db 13, with the default body limit; no worker."""
     import sys
-    from tests.e2e.conftest import Process, free_port
+    from cli.processes import Process
+    from tests.e2e.service import free_port
     env = {k: v for k, v in os.environ.items() if k not in service_settings.SETTINGS}
     env.update({
         'PATH': os.path.dirname(sys.executable) + os.pathsep + os.environ.get('PATH', ''),
