@@ -11,7 +11,7 @@ from sqlalchemy import create_engine, text
 from bench.cpu import TICK, CpuMeter, per_thousand, processes, stat, tree
 from bench.floor import floor
 from bench.run import wrk_latency
-from tests.conftest import DATABASE_URL
+from tests.settings import DATABASE_URL
 
 # A client that makes its backend burn CPU, then waits to be stopped.
 BUSY = '''

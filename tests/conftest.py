@@ -1,33 +1,14 @@
 """Shared fixtures: an app on the test databases, and a clean schema per test.
 
-The databases come from TEST_DATABASE_URL and TEST_DATABASE2_URL (defaults:
-the local ds_test and ds2_test that `manage.py setup` creates).
+The databases come from TEST_DATABASE_URL and TEST_DATABASE2_URL
+(tests/settings.py, where test modules import them from).
 """
 import os
 from unittest.mock import patch
 
 import pytest
 
-DATABASE_URL = os.environ.get('TEST_DATABASE_URL', 'postgresql://ds:dsps@127.0.0.1:5432/ds_test')
-DATABASE2_URL = os.environ.get('TEST_DATABASE2_URL', 'postgresql://ds:dsps@127.0.0.1:5432/ds2_test')
-
-
-def redis_url(db):
-    """The tests' Redis (TEST_BROKER_URL's server: the machine's, or the one
-    `manage.py test` embedded) with database `db`, for a module's own database."""
-    from urllib.parse import urlsplit
-    broker = urlsplit(os.environ.get('TEST_BROKER_URL', 'redis://127.0.0.1:6379/12'))
-    return broker._replace(path=f'/{db}').geturl()
-
-
-# The two PostgreSQL drivers: psycopg 3 (postgresql://, the default) and psycopg2.
-DRIVERS = ('psycopg', 'psycopg2')
-
-
-def with_driver(url, driver):
-    """`url` with the driver named in its scheme (postgresql+psycopg2://...)."""
-    return url.replace('postgresql://', f'postgresql+{driver}://', 1)
-
+from tests.settings import ADMIN_URL, DATABASE2_URL, DATABASE_URL, with_driver
 
 # The tests run the service in development mode (open API, fixed secrets);
 # tests/unit/test_security.py and tests/e2e/test_security.py set production themselves.
@@ -101,6 +82,37 @@ def db(app):
         database.cleandb()
         yield database
         database.pool.close()
+
+
+@pytest.fixture
+def new_database():
+    """A factory of empty databases owned by the test role (the one of
+    TEST_DATABASE_URL); each is dropped when the test ends."""
+    import uuid
+
+    import psycopg
+    from psycopg import sql
+    from sqlalchemy.engine import make_url
+    admin = make_url(ADMIN_URL)
+    owner = make_url(DATABASE_URL)
+    made = []
+
+    def admin_run(statement):
+        with psycopg.connect(host=admin.host, port=admin.port, user=admin.username,
+                             password=admin.password, dbname=admin.database or 'postgres',
+                             autocommit=True) as conn:
+            conn.execute(statement)
+
+    def make():
+        name = f'ds_mig_{uuid.uuid4().hex[:12]}'
+        admin_run(sql.SQL('CREATE DATABASE {} OWNER {}').format(
+            sql.Identifier(name), sql.Identifier(owner.username)))
+        made.append(name)
+        return owner.set(database=name).render_as_string(hide_password=False)
+
+    yield make
+    for name in made:
+        admin_run(sql.SQL('DROP DATABASE IF EXISTS {} WITH (FORCE)').format(sql.Identifier(name)))
 
 
 def pytest_collection_modifyitems(session, config, items):

@@ -2,136 +2,16 @@
 against the machine's PostgreSQL and broker: Redis (a database of the
 tests' own, TEST_BROKER_URL) or, with TEST_BROKER=rabbitmq, RabbitMQ
 (TEST_RABBITMQ_URL, a virtual host of the tests' own is best).
-tests/e2e/test_on_rabbitmq.py runs the pipeline and chaos tests on RabbitMQ
-whatever TEST_BROKER says."""
+The pipeline and chaos tests run again on RabbitMQ whatever TEST_BROKER says
+(tests/e2e/brokers.py). The processes and their client: tests/e2e/service.py."""
 import os
-import signal
-import socket
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 
 import pytest
-import requests
 
-from cli.processes import Process
-from service.brokers import empty as empty_broker
-from tests.conftest import DATABASE_URL
-
-REDIS_URL = os.environ.get('TEST_BROKER_URL', 'redis://127.0.0.1:6379/12')
-RABBITMQ_URL = os.environ.get('TEST_RABBITMQ_URL', 'amqp://guest:guest@127.0.0.1:5672//')
-BROKERS = {'redis': REDIS_URL, 'rabbitmq': RABBITMQ_URL}
-TEST_BROKER = os.environ.get('TEST_BROKER', 'redis')
-if TEST_BROKER not in BROKERS:
-    raise ValueError(f'TEST_BROKER must be one of {", ".join(BROKERS)}, not {TEST_BROKER!r}')
-BROKER_URL = BROKERS[TEST_BROKER]
-FLOWER_AUTH = 'flower:e2e-secret'
-FINISHED = ('succeeded', 'failed')
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
-
-
-class Service:
-    """The started processes, an HTTP client of the web front, and an app of
-    the same configuration for looking at the database and the broker."""
-
-    def __init__(self, env, log_dir):
-        self.env = env
-        self.log_dir = log_dir
-        self.url = f'http://127.0.0.1:{env["PORT"]}'
-        self.http = requests.Session()
-        self.processes = {}
-        from web import create_app
-        self.app = create_app(config={k: v for k, v in env.items()
-                                      if k.startswith(('SQLALCHEMY_', 'CELERY_', 'WORKER_'))})
-        self.db = self.app.extensions['pg']
-        self.celery = self.app.extensions['celery']
-
-    def start(self, name, **extra_env):
-        self.processes[name] = Process(name, {**self.env, **extra_env}, self.log_dir)
-        return self.processes[name]
-
-    def stop(self, name, sig=signal.SIGTERM):
-        self.processes.pop(name).stop(sig)
-
-    @contextmanager
-    def running(self, *names):
-        """Start the processes (web and worker among them), wait until both
-        answer, and stop every process on the way out."""
-        for name in names:
-            self.start(name)
-        try:
-            self.wait_web()
-            self.wait_worker()
-            yield self
-        finally:
-            self.stop_all()
-
-    def stop_all(self):
-        for name in list(self.processes):
-            self.stop(name)
-
-    def wait_web(self, timeout=60):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                if self.http.get(self.url + '/health', timeout=5).status_code == 200:
-                    return
-            except requests.RequestException:
-                pass
-            time.sleep(0.2)
-        raise AssertionError('the web front did not come up:\n' + self.processes['web'].log())
-
-    def wait_worker(self, timeout=30):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.celery.control.ping(timeout=0.5):
-                return
-        raise AssertionError('no worker answered:\n' + self.processes['worker'].log())
-
-    def post(self, kind, payload, **kwargs):
-        return self.http.post(f'{self.url}/jobs/{kind}', json=payload, timeout=30, **kwargs)
-
-    def post_many(self, requests_, threads=8):
-        """POST (kind, payload) pairs concurrently; return the responses in order."""
-        with ThreadPoolExecutor(threads) as pool:
-            return list(pool.map(lambda r: self.post(*r), requests_))
-
-    def job(self, job_id):
-        return self.http.get(f'{self.url}/jobs/{job_id}', timeout=10).json()
-
-    def wait_jobs(self, ids, timeout=60):
-        """Poll until every job is finished; return them by id."""
-        deadline = time.monotonic() + timeout
-        pending, done = list(ids), {}
-        while pending and time.monotonic() < deadline:
-            for job_id in list(pending):
-                job = self.job(job_id)
-                if job['status'] in FINISHED:
-                    done[job_id] = job
-                    pending.remove(job_id)
-            if pending:
-                time.sleep(0.1)
-        assert not pending, f'{len(pending)} jobs unfinished, e.g. {self.job(pending[0])}'
-        return done
-
-    def run(self, kind, payload, timeout=60):
-        """POST one job and wait for it; return the finished job."""
-        response = self.post(kind, payload)
-        assert response.status_code == 202, response.text
-        return self.wait_jobs([response.json()['id']], timeout)[response.json()['id']]
-
-    def sql(self, statement, **params):
-        with self.app.app_context():
-            from ledger import Job
-            rows = Job.objects.raw_sql(statement, **params).fetchall()
-            self.db.pool.commit()
-            return rows
+from tests.e2e.service import FLOWER_AUTH, free_port, start_service
+from tests.settings import BROKER_URL, DATABASE_URL, RABBITMQ_URL
 
 
 @pytest.fixture(scope='session')
@@ -158,16 +38,6 @@ def service_env():
     return env
 
 
-def start_service(env, log_dir):
-    """web and worker running on `env`; the tables made; the broker empty."""
-    empty_broker(env['CELERY_BROKER_URL'])
-    svc = Service(env, log_dir)
-    with svc.app.app_context():
-        svc.db.syncdb()
-        svc.db.cleandb()
-    return svc.running('web', 'worker')
-
-
 @pytest.fixture(scope='session')
 def service(service_env, tmp_path_factory):
     """web and worker running; the tables made; the test broker empty. On
@@ -178,9 +48,27 @@ def service(service_env, tmp_path_factory):
         yield svc
 
 
+@pytest.fixture(scope='module')
+def broker_service(request, service_env, tmp_path_factory):
+    """The service the module's jobs go through: the session's, or with the
+    parameter 'rabbitmq' (a module marked by tests/e2e/brokers.py) web and
+    worker on RabbitMQ (its quorum queue, publisher confirms), on ports of
+    their own."""
+    if getattr(request, 'param', 'session') == 'session':
+        yield request.getfixturevalue('service')
+        return
+    env = {**service_env, 'CELERY_BROKER_URL': RABBITMQ_URL,
+           'PORT': str(free_port()), 'FLOWER_PORT': str(free_port())}
+    with start_service(env, str(tmp_path_factory.mktemp('logs-rabbitmq'))) as svc:
+        assert svc.http.get(svc.url + '/health').json()['checks'] == {
+            'postgres': 'ok', 'rabbitmq': 'ok'}
+        yield svc
+
+
 @pytest.fixture
-def clean(service):
+def clean(broker_service):
     """Empty tables (after the worker has finished what it had)."""
+    service = broker_service
     deadline = time.monotonic() + 30
     while service.sql("SELECT count(*) FROM jobs WHERE status IN ('queued', 'running')")[0][0]:
         if time.monotonic() > deadline:

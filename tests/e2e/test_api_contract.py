@@ -18,7 +18,8 @@ import redis
 import requests
 
 from cli.processes import Process
-from tests.e2e.conftest import BROKER_URL, Service, free_port
+from tests.e2e.service import Service, free_port
+from tests.settings import BROKER_URL
 
 FULL = 'full-token-0123456789'
 READER = 'reader-token-0123456789'

@@ -10,7 +10,8 @@ import sys
 import pytest
 import redis
 
-from tests.e2e.conftest import BROKER_URL, Service
+from tests.e2e.service import Service
+from tests.settings import BROKER_URL
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PRODUCTION = {'SERVICE_MODE': 'production', 'FLASK_SECRET_KEY': 'k' * 40,

@@ -11,7 +11,7 @@ import pytest
 import requests
 from werkzeug.serving import make_server
 
-from tests.conftest import DATABASE_URL, redis_url
+from tests.settings import DATABASE_URL, redis_url
 
 CHROMIUM = '/usr/bin/chromium'
 BROKER_URL = redis_url(4)

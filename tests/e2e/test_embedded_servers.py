@@ -26,7 +26,7 @@ import pytest
 import redis
 import requests
 
-from tests.e2e.conftest import free_port
+from tests.e2e.service import free_port
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 FINISHED = ('succeeded', 'failed')
@@ -218,8 +218,7 @@ def test_run_on_embedded_servers_keeps_its_data_and_leaves_nothing(tmp_path, dat
 def test_the_test_servers_answer():
     """The servers the tests were given answer (run by the next test inside
     `manage.py test`, and in every run of the suite)."""
-    from tests.conftest import DATABASE2_URL, DATABASE_URL
-    from tests.e2e.conftest import BROKER_URL
+    from tests.settings import BROKER_URL, DATABASE2_URL, DATABASE_URL
     for url in (DATABASE_URL, DATABASE2_URL):
         with psycopg.connect(url, connect_timeout=5) as conn:
             assert conn.execute('SELECT 1').fetchone() == (1,)

@@ -7,7 +7,7 @@ import time
 import redis
 import requests
 
-from tests.e2e.conftest import FLOWER_AUTH
+from tests.e2e.service import FLOWER_AUTH
 
 
 def _get(url, auth=None):

@@ -15,9 +15,8 @@ import pytest
 import redis
 import requests
 
-from tests.conftest import DATABASE_URL
-from tests.conftest import redis_url
-from tests.e2e.conftest import Service, free_port
+from tests.e2e.service import Service, free_port
+from tests.settings import DATABASE_URL, redis_url
 
 # A Redis database of the module's own: the session's worker consumes the e2e one.
 BROKER_URL = redis_url(2)

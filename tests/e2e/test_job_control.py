@@ -18,7 +18,7 @@ import pytest
 import redis
 
 from cli.processes import ROOT, Process, children
-from tests.e2e.conftest import Service
+from tests.e2e.service import Service
 
 BROKER_URL = os.environ.get('TEST_CONTROL_BROKER_URL', 'redis://127.0.0.1:6379/7')
 GENRE = {'description': 'scheduled'}

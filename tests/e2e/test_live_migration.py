@@ -12,8 +12,9 @@ import requests
 from alembic import command
 from sqlalchemy import create_engine, text
 
-from tests.e2e.conftest import BROKER_URL, Service, free_port
-from tests.integration.test_migrations import ROOT, alembic_config, new_database  # noqa: F401
+from tests.alembic_config import ROOT, alembic_config
+from tests.e2e.service import Service, free_port
+from tests.settings import BROKER_URL
 
 ROWS = 1_000_000
 SLOWEST_SECONDS = 1.0

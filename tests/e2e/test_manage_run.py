@@ -15,7 +15,8 @@ import pytest
 import requests
 from psycopg import sql
 
-from tests.e2e.conftest import BROKER_URL, free_port
+from tests.e2e.service import free_port
+from tests.settings import BROKER_URL
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 ADMIN = 'postgresql://postgres@127.0.0.1:5432/postgres'

@@ -9,7 +9,7 @@ import uuid
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import DATABASE_URL
+from tests.settings import DATABASE_URL
 
 DB_PASSWORD = re.search(r'//[^:/]+:([^@]+)@', DATABASE_URL).group(1)
 

@@ -1,47 +1,20 @@
-"""The pipeline and the worker chaos (exactly-once) tests again, on RabbitMQ
-(TEST_RABBITMQ_URL), whatever broker TEST_BROKER gives the other modules:
-CI runs them on both brokers. The tests are test_pipeline's and
-test_worker_chaos's own, imported; this module's `service` (web and worker on
-RabbitMQ, on ports of their own) stands in for the session's."""
-import os
-import socket
-from urllib.parse import urlsplit
-
+"""What only RabbitMQ has: /health and /metrics name it, and a front whose
+RabbitMQ does not answer records nothing. The pipeline and worker chaos tests
+run on RabbitMQ too, in their own modules (tests/e2e/brokers.py); these run
+only there, with the service of the module's own on RabbitMQ
+(TEST_RABBITMQ_URL), skipped where none answers (never in CI)."""
 import pytest
 
-from tests.e2e import test_pipeline, test_worker_chaos
-from tests.e2e.conftest import RABBITMQ_URL, free_port, start_service
+from tests.e2e.brokers import ON_RABBITMQ
+from tests.e2e.service import free_port
 
-
-def _answers(url):
-    parts = urlsplit(url)
-    try:
-        with socket.create_connection((parts.hostname, parts.port or 5672), timeout=2):
-            return True
-    except OSError:
-        return False
-
-
-# A machine without RabbitMQ (manage.py test on embedded servers) skips these;
-# CI, which has one, never does.
-pytestmark = pytest.mark.skipif(not os.environ.get('CI') and not _answers(RABBITMQ_URL),
-                                reason=f'no RabbitMQ answers at {urlsplit(RABBITMQ_URL).hostname}')
-
-# The same test functions, collected here a second time with this module's fixtures.
-globals().update({name: test for name, test in vars(test_pipeline).items()
-                  if name.startswith('test_')})
-test_jobs_survive_repeated_worker_kills = test_worker_chaos.test_jobs_survive_repeated_worker_kills
+pytestmark = ON_RABBITMQ
 
 
 @pytest.fixture(scope='module')
-def service(service_env, tmp_path_factory):
-    """web and worker on RabbitMQ (its quorum queue, publisher confirms)."""
-    env = {**service_env, 'CELERY_BROKER_URL': RABBITMQ_URL,
-           'PORT': str(free_port()), 'FLOWER_PORT': str(free_port())}
-    with start_service(env, str(tmp_path_factory.mktemp('logs-rabbitmq'))) as svc:
-        assert svc.http.get(svc.url + '/health').json()['checks'] == {
-            'postgres': 'ok', 'rabbitmq': 'ok'}
-        yield svc
+def service(broker_service):
+    """The module's service: the one on RabbitMQ (`clean` goes through it too)."""
+    return broker_service
 
 
 def test_health_and_metrics_name_rabbitmq(service):

@@ -1,4 +1,5 @@
-"""HTTP in, rows out: the pipeline through real web and worker processes."""
+"""HTTP in, rows out: the pipeline through real web and worker processes, on
+the session's broker and again on RabbitMQ (tests/e2e/brokers.py)."""
 import os
 import threading
 import time
@@ -8,6 +9,9 @@ from decimal import Decimal
 from sqlalchemy import text
 
 from service.queue import publish
+from tests.e2e.brokers import ON_EACH_BROKER
+
+pytestmark = ON_EACH_BROKER
 
 
 def make_user(svc, credit=0):

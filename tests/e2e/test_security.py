@@ -22,8 +22,8 @@ import requests
 from kombu import Connection
 
 from cli.processes import ROOT, Process
-from tests.conftest import DATABASE2_URL
-from tests.e2e.conftest import BROKER_URL, Service, free_port
+from tests.e2e.service import Service, free_port
+from tests.settings import BROKER_URL, DATABASE2_URL
 
 
 def _next_db(url):

@@ -6,7 +6,7 @@ import time
 
 import requests
 
-from tests.integration.test_sweep import published_ids
+from tests.queued_messages import published_ids
 
 
 def test_concurrent_posts_share_commits_and_messages(clean):

@@ -1,6 +1,7 @@
 """Worker chaos: jobs keep coming while worker processes are SIGKILLed again
 and again (pool children and the main process, restarted each time). Every
-accepted job is applied exactly once, soon after the last kill."""
+accepted job is applied exactly once, soon after the last kill. On the
+session's broker and again on RabbitMQ (tests/e2e/brokers.py)."""
 import os
 import random
 import signal
@@ -9,7 +10,9 @@ import time
 from collections import Counter
 
 from cli.processes import children as pool_children
+from tests.e2e.brokers import ON_EACH_BROKER
 
+pytestmark = ON_EACH_BROKER
 DRAIN_DEADLINE_SECONDS = 120
 
 

@@ -12,7 +12,7 @@ import time
 import pytest
 import requests
 
-from tests.e2e.conftest import Service, free_port
+from tests.e2e.service import Service, free_port
 
 RECOVERY_SECONDS = 15
 BATCH = 100

@@ -2,7 +2,7 @@
 made while it is down answers 503 with Retry-After (never 500), the worker
 keeps retrying the jobs it holds (none is dropped to the sweep), and once
 PostgreSQL is back every accepted job is applied exactly once."""
-from tests.faults.conftest import Size, check_run, report, run_with_fault
+from tests.faults.outage import Size, check_run, report, run_with_fault
 
 SMALL = Size(warmup=5, outage=20, after=10, threads=1, burst=200, drain_deadline=30,
              recovery_grace=5)

@@ -7,8 +7,8 @@ Redis included: the beat's recovery sweep publishes them again.
 TEST_BROKER=rabbitmq: the same with a RabbitMQ node of the test's own,
 killed at once; its quorum queue keeps the messages (on disk), so the
 sweep has nothing it must recover."""
-from tests.e2e.conftest import TEST_BROKER
-from tests.faults.conftest import Size, check_run, report, run_with_fault
+from tests.faults.outage import Size, check_run, report, run_with_fault
+from tests.settings import TEST_BROKER
 
 SMALL = Size(warmup=5, outage=10, after=10, threads=1, burst=600, drain_deadline=30,
              recovery_grace=5)

@@ -13,9 +13,10 @@ from typing import NamedTuple
 
 import requests
 
-from tests.e2e.conftest import FLOWER_AUTH
-from tests.faults.conftest import assess, get_health, make_user, unique_tag, wait_finished
-from tests.hosts.conftest import HostsStream
+from tests.e2e.service import FLOWER_AUTH
+from tests.faults.assessment import assess, wait_finished
+from tests.faults.stream import get_health, make_user, unique_tag
+from tests.hosts.stream import HostsStream
 
 
 class Size(NamedTuple):

@@ -29,8 +29,9 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
-from tests.conftest import DATABASE_URL
-from tests.e2e.conftest import BROKER_URL, FLOWER_AUTH, Service, empty_broker, free_port
+from service.brokers import empty as empty_broker
+from tests.e2e.service import FLOWER_AUTH, Service, free_port
+from tests.settings import BROKER_URL, DATABASE_URL
 
 LOCK_TIMEOUT_MS = 300
 

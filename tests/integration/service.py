@@ -6,7 +6,7 @@ test database, with a Redis database of the module's own as the broker.
 import pytest
 import redis
 
-from tests.conftest import DATABASE_URL
+from tests.settings import DATABASE_URL
 
 
 def service_fixtures(broker_url):

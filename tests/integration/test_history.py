@@ -9,7 +9,6 @@ from sqlalchemy import text
 import ledger
 from ledger.counts import BUCKETS
 from tests.integration.service import service_fixtures
-from tests.integration.test_migrations import new_database  # noqa: F401  (a fixture)
 
 BROKER_URL = os.environ.get('TEST_BROKER_URL', 'redis://127.0.0.1:6379/8')
 GENRE = {'name': 'jazz', 'description': 'swing'}
@@ -175,12 +174,12 @@ def test_listings_of_finished_jobs_are_served_by_the_index(app, client):
             assert 'ix_jobs_finished' in plan and 'Seq Scan' not in plan, (key, plan)
 
 
-def test_migration_0004_starts_the_tallies_from_the_jobs_there(new_database):  # noqa: F811
+def test_migration_0004_starts_the_tallies_from_the_jobs_there(new_database):
     from alembic import command
     from sqlalchemy import create_engine
 
     from ledger.counts import totals
-    from tests.integration.test_migrations import alembic_config
+    from tests.alembic_config import alembic_config
     url = new_database()
     command.upgrade(alembic_config(url), '0003')
     engine = create_engine(url)

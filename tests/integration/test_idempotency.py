@@ -1,8 +1,13 @@
 """Idempotency-Key: the same request again gets the original job back."""
 import pytest
 
-from tests.integration.test_web import (  # noqa: F401  (fixtures)
-    GENRE, app, broker, clean, client, make_app, stored_jobs)
+from tests.integration.jobs import GENRE, stored_jobs
+from tests.integration.service import service_fixtures
+from tests.settings import redis_url
+
+BROKER_URL = redis_url(11)
+
+broker, make_app, clean, app, client = service_fixtures(BROKER_URL)
 
 KEY = {'Idempotency-Key': 'order-42'}
 

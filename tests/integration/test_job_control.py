@@ -15,7 +15,7 @@ import redis
 from sqlalchemy import text
 
 import ledger
-from tests.conftest import DATABASE_URL, DRIVERS, with_driver
+from tests.settings import DATABASE_URL, DRIVERS, with_driver
 
 BROKER_URL = os.environ.get('TEST_CONTROL_BROKER_URL', 'redis://127.0.0.1:6379/7')
 GENRE = {'name': 'rock', 'description': 'loud'}

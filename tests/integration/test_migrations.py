@@ -9,57 +9,16 @@ keeps models and migrations together.
 import os
 import subprocess
 import sys
-import uuid
 
 import psycopg
-import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
-from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
-from psycopg import sql
 from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 
 import tasks
 from pg.orm import BaseModel
-from tests.conftest import DATABASE_URL
-
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-ADMIN_URL = os.environ.get('PG_ADMIN_URL', 'postgresql://postgres@127.0.0.1:5432/postgres')
-
-
-@pytest.fixture
-def new_database():
-    """A factory of empty databases owned by the test role (the one of
-    TEST_DATABASE_URL); each is dropped when the test ends."""
-    admin = make_url(ADMIN_URL)
-    owner = make_url(DATABASE_URL)
-    made = []
-
-    def admin_run(statement):
-        with psycopg.connect(host=admin.host, port=admin.port, user=admin.username,
-                             password=admin.password, dbname=admin.database or 'postgres',
-                             autocommit=True) as conn:
-            conn.execute(statement)
-
-    def make():
-        name = f'ds_mig_{uuid.uuid4().hex[:12]}'
-        admin_run(sql.SQL('CREATE DATABASE {} OWNER {}').format(
-            sql.Identifier(name), sql.Identifier(owner.username)))
-        made.append(name)
-        return owner.set(database=name).render_as_string(hide_password=False)
-
-    yield make
-    for name in made:
-        admin_run(sql.SQL('DROP DATABASE IF EXISTS {} WITH (FORCE)').format(sql.Identifier(name)))
-
-
-def alembic_config(url):
-    config = Config(os.path.join(ROOT, 'alembic.ini'))
-    config.attributes['url'] = url
-    config.attributes['configure_logger'] = False  # keep pytest's logging as it is
-    return config
+from tests.alembic_config import ROOT, alembic_config
 
 
 def differences(url):

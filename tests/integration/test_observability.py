@@ -13,9 +13,9 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import text
 
-from tests.conftest import DATABASE_URL, redis_url
 from tests.integration.service import service_fixtures
-from tests.integration.test_worker_groups import Task
+from tests.integration.task_double import Task
+from tests.settings import DATABASE_URL, redis_url
 from worker.execution import JobsFailed, run_job
 
 BROKER_URL = os.environ.get('TEST_OBS_BROKER_URL') or redis_url(9)

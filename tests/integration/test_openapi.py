@@ -12,8 +12,8 @@ from jsonschema import Draft202012Validator
 from openapi_spec_validator import validate
 
 from tasks.kinds import Kind
-from tests.conftest import redis_url
 from tests.integration.service import service_fixtures
+from tests.settings import redis_url
 from web.auth import ENDPOINT_SCOPES
 from web.body import storable_schema
 from web.openapi import build_document

@@ -4,9 +4,9 @@ import pytest
 from flask import g
 
 from pg import exceptions
-from tests.conftest import DRIVERS
 from tasks.music import Album, Artist, Genre
 from tasks.users import AuthenticationError, User
+from tests.settings import DRIVERS
 
 
 @pytest.fixture(params=DRIVERS)

@@ -1,11 +1,15 @@
 """The recovery sweep against the real database and broker (no worker runs)."""
-import base64
-import json
-
 from sqlalchemy import text
 
-from tests.integration.test_web import GENRE, app, broker, clean, client, make_app  # noqa: F401
+from tests.integration.jobs import GENRE
+from tests.integration.service import service_fixtures
+from tests.queued_messages import published_ids
+from tests.settings import redis_url
 from worker.sweep import republish_stale
+
+BROKER_URL = redis_url(11)
+
+broker, make_app, clean, app, client = service_fixtures(BROKER_URL)
 
 
 def _age(app, job_id, status, seconds):
@@ -21,15 +25,6 @@ def _status(app, job_id):
     from ledger import Job
     with app.app_context():
         return Job.objects.raw_sql('SELECT status FROM jobs WHERE id = :i', i=job_id).scalar()
-
-
-def published_ids(broker):
-    """The job ids in the messages waiting in the queue."""
-    ids = []
-    for raw in broker.lrange('jobs', 0, -1):
-        [arg], _, _ = json.loads(base64.b64decode(json.loads(raw)['body']))
-        ids.extend(arg if isinstance(arg, list) else [arg])
-    return sorted(ids)
 
 
 def test_sweep_republishes_only_what_is_stale_and_unlocked(app, client, broker):

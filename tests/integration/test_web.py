@@ -5,25 +5,13 @@ import json
 
 import pytest
 
-from tests.conftest import DATABASE_URL, redis_url
+from tests.integration.jobs import GENRE, VALID, stored_jobs
 from tests.integration.service import service_fixtures
+from tests.settings import DATABASE_URL, redis_url
 
 BROKER_URL = redis_url(11)
 CLOSED_PORT_REDIS = 'redis://127.0.0.1:1/0'
 CLOSED_PORT_POSTGRES = 'postgresql://ds:dsps@127.0.0.1:1/ds_test'
-
-GENRE = {'name': 'jazz', 'description': 'swing'}
-
-# One valid payload per kind: each must pass its schema, so a refusal of the
-# same payload plus a field is the unknown field's doing.
-VALID = {
-    'genre.create': GENRE,
-    'genre.update': {'id': 1, 'name': 'bebop'},
-    'artist.create': {'name': 'Monk', 'description': 'piano', 'genre_id': 1},
-    'album.create': {'name': 'Brilliant Corners', 'description': '1957', 'artist_id': 1},
-    'user.create': {'username': 'ann', 'email': 'ann@example.com', 'password': 's3cret-pass'},
-    'user.credit': {'user_id': 1, 'amount': 10},
-}
 
 
 def _kinds():
@@ -32,14 +20,6 @@ def _kinds():
 
 
 broker, make_app, clean, app, client = service_fixtures(BROKER_URL)
-
-
-def stored_jobs(app):
-    """Every row of the jobs table (id order), read in an app context of its own."""
-    from ledger import Job
-    with app.app_context():
-        return [{'id': j.id, 'kind': j.kind, 'status': j.status, 'payload': j.payload}
-                for j in Job.objects.filter_by(order_by='id')]
 
 
 def assert_error(response, status, *paths):

@@ -5,28 +5,18 @@ directly; tests/e2e run the same code in real worker processes."""
 import threading
 import time
 from decimal import Decimal
-from types import SimpleNamespace
 
 import pytest
 from sqlalchemy import text
 
-from tests.integration.test_web import app, broker, clean, make_app  # noqa: F401
+from tests.integration.service import service_fixtures
+from tests.integration.task_double import Task
+from tests.settings import redis_url
 from worker.execution import JobsFailed, run_job
 
+BROKER_URL = redis_url(11)
 
-class Task:
-    """What run_job uses of a bound Celery task; retries are recorded."""
-
-    def __init__(self, name):
-        self.name = name
-        self.request = SimpleNamespace(retries=0)
-        self.later = []
-
-    def apply_async(self, args, countdown):
-        self.later.append(args[0])
-
-    def retry(self, countdown, exc):
-        raise AssertionError(f'unexpected retry of the message: {exc}')
+broker, make_app, clean, app, client = service_fixtures(BROKER_URL)
 
 
 def sql(app, statement, **params):

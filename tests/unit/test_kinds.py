@@ -5,7 +5,7 @@ import pytest
 
 import tasks
 from tasks.kinds import REGISTRY, KindDefinitionError, kind
-from tests.conftest import DATABASE_URL
+from tests.settings import DATABASE_URL
 from worker.execution import backoff
 
 NEW_KIND = '''

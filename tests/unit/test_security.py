@@ -9,7 +9,7 @@ import manage
 from service import settings
 from service.errors import ConfigError
 from service.security import InsecureConfigError, check, problems
-from tests.conftest import DATABASE_URL, redis_url
+from tests.settings import DATABASE_URL, redis_url
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
