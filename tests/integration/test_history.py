@@ -28,7 +28,7 @@ def age(app, ids, status, days_ago, finished_days_ago=None):
     """Make the jobs `ids` so, accepted `days_ago` (finished after, if finished)."""
     sql(app, "UPDATE jobs SET status = :s, created_at = now() - make_interval(days => :d), "
              "updated_at = now() - make_interval(days => :f), "
-             "finished_at = CASE WHEN CAST(:s AS varchar) IN ('succeeded', 'failed') "
+             "finished_at = CASE WHEN CAST(:s AS varchar) IN ('succeeded', 'failed', 'cancelled') "
              "THEN now() - make_interval(days => :f) END WHERE id = ANY(:ids)",
         s=status, d=days_ago, f=days_ago if finished_days_ago is None else finished_days_ago,
         ids=list(ids))
@@ -78,6 +78,22 @@ def test_prune_deletes_finished_jobs_past_their_outcomes_age_and_nothing_unfinis
     assert remaining(app) == set(old_queued) | set(old_running) | set(retried)
     statuses = {row[0] for row in sql(app, 'SELECT status FROM jobs')}
     assert statuses == {'queued', 'running'}
+
+
+def test_beats_prune_task_prunes_every_outcome_by_its_default_age(app, client):
+    # What beat runs (worker.prune), with the default ages: 7 days for
+    # succeeded and cancelled jobs, 30 for failed ones.
+    from worker.prune import prune_expired
+    ids = batch(client, 6)
+    age(app, ids[0:1], 'succeeded', 8)
+    age(app, ids[1:2], 'succeeded', 6)
+    age(app, ids[2:3], 'cancelled', 8)
+    age(app, ids[3:4], 'cancelled', 6)
+    age(app, ids[4:5], 'failed', 31)
+    age(app, ids[5:6], 'failed', 8)
+    with app.app_context():
+        assert prune_expired(app.config) == {'succeeded': 1, 'failed': 1, 'cancelled': 1}
+    assert remaining(app) == {ids[1], ids[3], ids[5]}
 
 
 def test_a_keyed_job_stays_while_its_key_is_honoured(app, client):
