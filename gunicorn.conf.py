@@ -1,6 +1,8 @@
 """gunicorn reads this file from its working directory (the project's root,
 where the Procfile's web command runs): its own lines (start, workers, errors)
 are then written in LOG_FORMAT, as the app's are (logs.py)."""
+import time
+
 from service import logs
 
 # On SIGTERM (a deploy), requests in flight get this long to finish; compose's
@@ -14,3 +16,13 @@ logger_class = logs.gunicorn_logger_class()
 limit_request_line = 8190
 limit_request_fields = 200
 limit_request_field_size = 16380
+
+
+def post_request(worker, req, environ, resp):
+    """Let the other connections' requests go before this connection's next
+    one. On loopback (or any fast client) the next request of a keep-alive
+    connection is often read before the greenlet would block, so a busy gevent
+    worker served one connection on and on while the others waited: p99 of
+    100-200 ms with 2-4 connections at 0.2 ms a request. time.sleep is gevent's
+    under the gevent worker (a switch through the hub); elsewhere it is a no-op."""
+    time.sleep(0)
