@@ -8,11 +8,12 @@ once its job is committed and published, as on its own.
 
 No thread of its own: a request that finds fewer than `leaders` flushes
 running leads one; when it is done it hands the lead to a job still waiting.
-Before flushing, the leader lets the requests already in the view (`arriving`)
-join, and waits for as many jobs as its last group had (under steady load the
-same clients come back), until `delay` after the first job of its group
-arrived: a job alone is flushed at once, a full group without waiting out the
-delay, and a group that came short makes the next one expect fewer.
+Before flushing, the leader waits for as many jobs as there were requests in
+the view (`arriving`) at once lately, until `delay` after the first job of
+its group arrived: under steady load the same clients come back, so a group
+goes as soon as they all are in, not after the delay, and two halves that
+took turns (one flushing while the other gathered) merge again. A job alone
+is flushed at once; a group that came short makes the next one expect fewer.
 """
 import threading
 import time
@@ -65,37 +66,26 @@ class GroupCommit:
         self._lock = threading.Lock()
         self._waiting = []  # submitted, not yet in a group
         self._leaders = 0
-        # Requests in `arriving` that have not submitted (yet): a leader waits for them.
-        self._on_their_way = 0
-        self._local = threading.local()  # greenlet-local under gevent
+        self._in_view = 0   # requests in `arriving` now
+        self._expected = 0  # the group a leader waits for: the most in the view lately
         self._gathered = threading.Condition(self._lock)
-        self._last_size = 0
 
     def _ready(self):
-        """(Under the lock.) The group is full, or as large as the last one
-        and nobody else is on the way."""
-        waiting = len(self._waiting)
-        return waiting >= self._limit or (waiting >= self._last_size and self._on_their_way <= 0)
-
-    def _arrived(self):
-        """(Under the lock.) This thread's request submitted, or left without."""
-        if getattr(self._local, 'arriving', False):
-            self._local.arriving = False
-            self._on_their_way -= 1
-        if self._ready():
-            self._gathered.notify_all()
+        """(Under the lock.) As many jobs wait as the leader expects."""
+        return len(self._waiting) >= min(self._limit, self._expected)
 
     @contextmanager
     def arriving(self):
-        """Around a request that may submit a job: a leader waits for it."""
+        """Around a request that may submit a job: it counts in the group a
+        leader waits for."""
         with self._lock:
-            self._on_their_way += 1
-            self._local.arriving = True
+            self._in_view += 1
+            self._expected = max(self._expected, self._in_view)
         try:
             yield
         finally:
             with self._lock:
-                self._arrived()
+                self._in_view -= 1
 
     def submit(self, *job):
         """Record and publish one job, (kind, payload, ...), with the others
@@ -103,7 +93,8 @@ class GroupCommit:
         me = _Waiter(job)
         with self._lock:
             self._waiting.append(me)
-            self._arrived()
+            if self._ready():
+                self._gathered.notify_all()
             if self._leaders < self._max_leaders:
                 self._leaders += 1
                 me.leads = True
@@ -124,12 +115,11 @@ class GroupCommit:
                 while not self._ready():
                     left = deadline - time.monotonic()
                     if left <= 0:
+                        self._expected = len(self._waiting)  # fewer came: expect fewer
                         break
                     self._gathered.wait(left)
             group = self._waiting[:self._limit]
             del self._waiting[:self._limit]
-            if group:
-                self._last_size = len(group)
         if group:
             self._run(group)
         with self._lock:
