@@ -26,25 +26,30 @@ WITH RECURSIVE kinds(kind) AS (
 SELECT kind FROM kinds WHERE kind IS NOT NULL
 ''')
 
-# The status and age are checked again on the locked row: nothing
-# unfinished (a failed job retried meanwhile) is ever deleted.
+# The look reads ix_jobs_finished alone (an index-only scan): asked for the
+# rows themselves, the planner took the primary key in id order and filtered
+# out every other kind and outcome (400 ms for a batch at 10M rows, 3M rows
+# passed over). The status and age are checked again on the locked row:
+# nothing unfinished (a failed job retried meanwhile) is ever deleted.
 PRUNE = text('''
 WITH look AS (
-    SELECT id, finished_at < now() - make_interval(secs => :age) AS old,
+    SELECT id FROM jobs WHERE kind = :kind AND status = :status AND id > :after
+    ORDER BY id LIMIT :batch),
+seen AS (
+    SELECT jobs.id, finished_at < now() - make_interval(secs => :age) AS old,
            created_at < now() - make_interval(secs => :age) AS early,
            idempotency_key IS NULL OR created_at < now() - make_interval(secs => :key_window)
                AS key_expired
-    FROM jobs WHERE kind = :kind AND status = :status AND id > :after
-    ORDER BY id LIMIT :batch),
+    FROM jobs JOIN look ON jobs.id = look.id),
 doomed AS (
-    SELECT id FROM jobs WHERE id IN (SELECT id FROM look WHERE old AND key_expired)
+    SELECT id FROM jobs WHERE id IN (SELECT id FROM seen WHERE old AND key_expired)
     FOR UPDATE SKIP LOCKED),
 gone AS (
     DELETE FROM jobs USING doomed WHERE jobs.id = doomed.id AND jobs.status = :status
       AND jobs.finished_at < now() - make_interval(secs => :age)
     RETURNING jobs.id)
 SELECT (SELECT count(*) FROM gone), (SELECT max(id) FROM look),
-       (SELECT count(*) FROM look WHERE early)
+       (SELECT count(*) FROM seen WHERE early)
 ''')
 
 
