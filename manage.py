@@ -347,6 +347,8 @@ def cmd_bench(args):
     broker_url = os.environ.get('BENCH_BROKER_URL', BENCH_BROKER)
     with servers_for(args, data_dir('bench'), db_url, broker_url, [db_url]) as servers:
         os.environ['BENCH_DATABASE_URL'] = servers.database_url()
+        if servers.admin_url:  # the history scenario's CHECKPOINT
+            os.environ.setdefault('PG_ADMIN_URL', servers.admin_url)
         # Else the bench starts a Redis of its own, whose CPU is the service's alone.
         if servers.embedded or 'BENCH_BROKER_URL' in os.environ:
             os.environ['BENCH_BROKER_URL'] = servers.redis_url()
