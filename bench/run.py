@@ -135,7 +135,8 @@ def wrk_latency(out):
 
 
 class Bench:
-    def __init__(self, seconds, log_dir, broker, broker_name='redis', history_rows=10_000_000):
+    def __init__(self, seconds, log_dir, broker, broker_name='redis', history_rows=10_000_000,
+                 keep_history=False):
         self.seconds = seconds
         self.history_rows = history_rows
         self.log_dir = log_dir
@@ -153,6 +154,13 @@ class Bench:
             'WORKER_CONCURRENCY': os.environ.get('WORKER_CONCURRENCY', '2'),
             'BEAT_SCHEDULE_FILE': os.path.join(log_dir, 'celerybeat-schedule'),
         })
+        if keep_history:
+            # The history's jobs are up to 30 days old at once: with the default
+            # retention, beat's prune deleted a quarter of a million of them every
+            # 10 s through the scenario (in the worker, beside the jobs). The
+            # scenario prunes them itself, as beat would, where it measures that.
+            self.env.update({f'WORKER_RETAIN_{status.upper()}_SECONDS': '0'
+                             for status in ledger.Status.finished()})
         self.processes = {}
 
     def sql(self, statement, **params):
@@ -595,7 +603,8 @@ def main(argv):
 
 def run_service(args, wanted, log_dir, broker, peers, broker_name='redis'):
     os.makedirs(log_dir, exist_ok=True)
-    bench = Bench(args.seconds, log_dir, broker, broker_name, history_rows=args.history_rows)
+    bench = Bench(args.seconds, log_dir, broker, broker_name, history_rows=args.history_rows,
+                  keep_history='history' in wanted)
     bench.start()
     try:
         floor_result = None
