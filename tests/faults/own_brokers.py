@@ -15,7 +15,21 @@ from tests.e2e.service import free_port
 from tests.faults.server_log import read_log
 
 
-class OwnRedis:
+class OwnServer:
+    """A server child process with a directory of its own (`base`, where
+    `log_path` is): its log, and everything removed after the test."""
+
+    def log(self):
+        return read_log(self.log_path)
+
+    def cleanup(self):
+        try:
+            self.stop()
+        finally:
+            shutil.rmtree(self.base, ignore_errors=True)
+
+
+class OwnRedis(OwnServer):
     """A redis-server child process (not daemonized) on a free port of
     127.0.0.1, without persistence: a kill loses every message it held."""
 
@@ -63,17 +77,8 @@ class OwnRedis:
                 self.popen.kill()
                 self.popen.wait()
 
-    def log(self):
-        return read_log(self.log_path)
 
-    def cleanup(self):
-        try:
-            self.stop()
-        finally:
-            shutil.rmtree(self.base, ignore_errors=True)
-
-
-class OwnRabbitMQ:
+class OwnRabbitMQ(OwnServer):
     """A RabbitMQ node of the test's own (node name, ports and data directory
     of its own, beside the machine's), as a child process. Killed, it keeps
     what its quorum queues hold (on disk) and gets it back when started again."""
@@ -156,12 +161,3 @@ class OwnRabbitMQ:
         while any(os.path.exists(f'/proc/{pid}') for pid in pids[:1]) and \
                 time.monotonic() < deadline:
             time.sleep(0.1)
-
-    def log(self):
-        return read_log(self.log_path)
-
-    def cleanup(self):
-        try:
-            self.stop()
-        finally:
-            shutil.rmtree(self.base, ignore_errors=True)
