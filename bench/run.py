@@ -371,8 +371,8 @@ class Bench:
         CHECKPOINT needs pg_checkpoint or a superuser: the bench's role, else
         PG_ADMIN_URL's (default the local postgres role); neither: say so."""
         for url in (DB_URL, os.environ.get('PG_ADMIN_URL', ADMIN_URL)):
+            engine = create_engine(url, isolation_level='AUTOCOMMIT')
             try:
-                engine = create_engine(url, isolation_level='AUTOCOMMIT')
                 with engine.connect() as conn:
                     conn.execute(text('CHECKPOINT'))
                 return
