@@ -16,7 +16,6 @@ from ledger.control import (Retried, cancel, cancel_matching, requeue_failed, re
                             retry_matching)
 from ledger.errors import IdempotencyConflict, JobNotFound, LedgerError, WrongStatus
 from ledger.counts import fold as fold_counts
-from ledger.counts import totals as count_totals
 from ledger.model import MAX_JOB_ID, Job, JobCount, Status
 from ledger.owners import Owner
 from ledger.reads import (get, listing, scheduled_lateness, succeeded_durations, total_count,
@@ -36,5 +35,5 @@ __all__ = [
     'cancel', 'cancel_matching', 'take_due', 'return_due', 'reschedule',
     'get', 'listing', 'unfinished_count', 'total_count', 'succeeded_durations',
     'scheduled_lateness',
-    'take_stale', 'prune', 'count_totals', 'fold_counts',
+    'take_stale', 'prune', 'fold_counts',
 ]

@@ -100,10 +100,6 @@ def add(conn, kind, event, count):
             conn.execute(ADD[event], {'kind': kind, 'n': count})
 
 
-def add_accepted(conn, kind, count):
-    add(conn, kind, 'accepted', count)
-
-
 def fold(conn):
     """Fold the tallies of ended sessions into one row per kind and event;
     committed by the caller."""

@@ -2,6 +2,7 @@
 scenarios: finished jobs filled in SQL, and the reads that measure it."""
 from sqlalchemy import text
 
+from ledger.model import FINISHED
 from pg.exceptions import translate
 
 # `rows` finished jobs spread over the last 30 days, oldest first (ids grow
@@ -27,8 +28,8 @@ NEWEST = text('SELECT coalesce(max(id), 0) FROM jobs')
 AFTER = text('SELECT count(*) FROM jobs WHERE id > :base')
 SIZE = text("SELECT pg_total_relation_size('jobs')")
 DROP_FINISHED_INDEX = text('DROP INDEX ix_jobs_finished')
-CREATE_FINISHED_INDEX = text("CREATE INDEX ix_jobs_finished ON jobs (kind, status, id) "
-                             "WHERE status IN ('succeeded', 'failed', 'cancelled')")
+CREATE_FINISHED_INDEX = text(f'CREATE INDEX ix_jobs_finished ON jobs (kind, status, id) '
+                             f'WHERE {FINISHED}')
 
 
 def fill(conn, first, last, rows):

@@ -37,6 +37,11 @@ class Status(StrEnum):
         return (cls.FAILED, cls.CANCELLED)
 
 
+# The predicate of ix_jobs_finished, written with the values themselves: a
+# statement proves it holds (and may use the index) from its own literals.
+FINISHED = 'status IN ({})'.format(', '.join(f"'{status}'" for status in Status.finished()))
+
+
 class Job(BaseModel):
     __tablename__ = 'jobs'
     __table_args__ = (
@@ -56,7 +61,7 @@ class Job(BaseModel):
         # (GET /jobs, keyset by id) and the pruning walk. One entry per job,
         # written by its completion (migration 0005, built concurrently).
         Index('ix_jobs_finished', 'kind', 'status', 'id',
-              postgresql_where=text("status IN ('succeeded', 'failed', 'cancelled')")),
+              postgresql_where=text(FINISHED)),
     )
 
     id = Column(BigInteger, primary_key=True)
@@ -93,7 +98,7 @@ class Job(BaseModel):
 
 class JobCount(BaseModel):
     """Monotone tallies of what happened to jobs, per kind and event
-    (accepted, retried, succeeded, failed), kept in the transactions that make
+    (accepted, retried, cancelled, succeeded, failed), kept in the transactions that make
     the events: pruning and retries never lower them. Each session counts in
     rows of its own (slot), so no transaction ever waits on another's row."""
     __tablename__ = 'job_counts'

@@ -1,7 +1,7 @@
 """Reading jobs back: one, a listing, and the counts a benchmark waits on."""
 from sqlalchemy import select, text
 
-from ledger.model import MAX_JOB_ID, Job, Status
+from ledger.model import FINISHED, MAX_JOB_ID, Job, Status
 from pg.exceptions import translate
 
 # Two looks, each at a small partial index (unfinished, scheduled).
@@ -43,13 +43,15 @@ _FINISHED_OF_KIND = """(SELECT * FROM jobs WHERE kind = :kind AND status = '{sta
     ORDER BY id DESC LIMIT :limit)"""
 _UNFINISHED = """(SELECT * FROM (SELECT * FROM jobs WHERE status {condition} OFFSET 0) AS u
     WHERE id < :before {kind} ORDER BY id DESC LIMIT :limit)"""
-_OUTCOME_EVERY_KIND = """
-WITH RECURSIVE kinds(kind) AS (
-    SELECT min(kind) FROM jobs WHERE status IN ('succeeded', 'failed', 'cancelled')
+# The kinds of the finished jobs (a CTE `kinds`, NULL last): a skip scan of
+# ix_jobs_finished, one index probe per kind (the listings, the pruning).
+FINISHED_KINDS = f"""RECURSIVE kinds(kind) AS (
+    SELECT min(kind) FROM jobs WHERE {FINISHED}
     UNION ALL
-    SELECT (SELECT min(kind) FROM jobs WHERE status IN ('succeeded', 'failed', 'cancelled')
-            AND kind > kinds.kind)
-    FROM kinds WHERE kinds.kind IS NOT NULL)
+    SELECT (SELECT min(kind) FROM jobs WHERE {FINISHED} AND kind > kinds.kind)
+    FROM kinds WHERE kinds.kind IS NOT NULL)"""
+_OUTCOME_EVERY_KIND = f"""
+WITH {FINISHED_KINDS}
 SELECT j.* FROM kinds CROSS JOIN LATERAL (
     SELECT * FROM jobs WHERE jobs.kind = kinds.kind AND status = :status AND id < :before
     ORDER BY id DESC LIMIT :limit) AS j

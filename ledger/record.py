@@ -80,14 +80,14 @@ def _record_rows(session, kind, payloads, scope, keys, digests, request_id, run_
     if not keyed:
         ids = session.scalars(pg_insert(Job).returning(Job.id, sort_by_parameter_order=True),
                               rows).all()
-        counts.add_accepted(session, kind, len(ids))
+        counts.add(session, kind, 'accepted', len(ids))
         return ids, True
     # Waits for a concurrent insert of the same key to commit, then skips the row.
     stmt = pg_insert(Job).on_conflict_do_nothing(
         index_elements=['idempotency_scope', 'idempotency_key'],
         index_where=Job.idempotency_key.isnot(None)).returning(Job.idempotency_key, Job.id)
     inserted = dict(session.execute(stmt, rows).all())
-    counts.add_accepted(session, kind, len(inserted))
+    counts.add(session, kind, 'accepted', len(inserted))
     if len(inserted) == len(rows):
         return [inserted[k] for k in keys], True
     if inserted:

@@ -14,17 +14,10 @@ import time
 from sqlalchemy import text
 
 from ledger.model import Status
+from ledger.reads import FINISHED_KINDS
 from pg.exceptions import translate
 
-# The kinds of the finished jobs: a skip scan of ix_jobs_finished.
-KINDS = text('''
-WITH RECURSIVE kinds(kind) AS (
-    SELECT min(kind) FROM jobs WHERE status = ANY(:finished)
-    UNION ALL
-    SELECT (SELECT min(kind) FROM jobs WHERE status = ANY(:finished) AND kind > kinds.kind)
-    FROM kinds WHERE kinds.kind IS NOT NULL)
-SELECT kind FROM kinds WHERE kind IS NOT NULL
-''')
+KINDS = text(f'WITH {FINISHED_KINDS} SELECT kind FROM kinds WHERE kind IS NOT NULL')
 
 # The look reads ix_jobs_finished alone (an index-only scan): asked for the
 # rows themselves, the planner took the primary key in id order and filtered
@@ -62,8 +55,7 @@ def prune(session, ages, key_window, batch=2000, budget_seconds=None, on_batch=N
     started = time.monotonic()
     deleted = {}
     with translate():
-        kinds = session.execute(
-            KINDS, {'finished': [s.value for s in Status.finished()]}).scalars().all()
+        kinds = session.execute(KINDS).scalars().all()
         session.commit()
     for status, age in ages.items():
         status = Status(status)

@@ -107,7 +107,7 @@ def complete(session, results):
     if not results:
         return
     with translate():
-        session.execute(COMPLETE, {'succeeded': Status.SUCCEEDED, 
+        session.execute(COMPLETE, {'succeeded': Status.SUCCEEDED,
                                    'done': json.dumps([[job_id, result] for job_id, result in results])})
 
 

@@ -290,7 +290,7 @@ def test_counters_never_go_down_across_a_retry_and_a_prune(app, client, monkeypa
     from sqlalchemy import create_engine
     ended = create_engine(DATABASE_URL)
     with ended.begin() as conn:
-        ledger.counts.add_accepted(conn, 'genre.create', 3)
+        ledger.counts.add(conn, 'genre.create', 'accepted', 3)
     ended.dispose()
     before_fold = counters()
     assert before_fold[('jobs_accepted_total', (('kind', 'genre.create'),))] == 8
