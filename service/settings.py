@@ -231,19 +231,6 @@ def token_scopes(config):
     return scopes
 
 
-def rate_limit_storage(config):
-    """Where the web processes count the rate limits: FLASK_RATE_LIMIT_STORAGE_URL,
-    else the broker when it is a Redis, else each process's memory (a RabbitMQ
-    broker keeps no counters: set FLASK_RATE_LIMIT_STORAGE_URL to a Redis for
-    limits shared by every web process)."""
-    given = config.get('FLASK_RATE_LIMIT_STORAGE_URL')
-    if given:
-        return given
-    broker = config['CELERY_BROKER_URL']
-    return broker if broker.startswith(('redis://', 'rediss://', 'redis+socket://')) else 'memory://'
-
-
-
 def prefixes(environ):
     """The configured prefixes; FLASK is always one of them."""
     raw = environ.get('FLASK_CONFIG_PREFIXES', SETTINGS['FLASK_CONFIG_PREFIXES'].default)

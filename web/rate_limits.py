@@ -15,7 +15,7 @@ import time
 from flask import g
 from flask_limiter import Limiter, RateLimitExceeded
 
-from service.settings import rate_limit_storage
+from service import brokers
 from web.auth import ENDPOINT_SCOPES
 from web.errors import envelope
 
@@ -31,6 +31,16 @@ def _unauthenticated():
     return g.get('api_token_fingerprint') is None
 
 
+def _storage(config):
+    """Where the web processes count: FLASK_RATE_LIMIT_STORAGE_URL, else the
+    broker when it is a Redis, else each process's memory (a RabbitMQ broker
+    keeps no counters: set FLASK_RATE_LIMIT_STORAGE_URL to a Redis for limits
+    shared by every web process)."""
+    broker = config['CELERY_BROKER_URL']
+    return (config.get('FLASK_RATE_LIMIT_STORAGE_URL')
+            or (broker if brokers.kind(broker) == brokers.REDIS else 'memory://'))
+
+
 def init_rate_limits(app):
     """Limit the endpoints of each scope; run after auth's before_request
     (the key is the token auth found) and after the routes are registered.
@@ -40,7 +50,7 @@ def init_rate_limits(app):
     if not app.extensions['api_tokens'] or not any(limits.values()):
         return None
     limiter = Limiter(
-        key_func=_token_key, app=app, storage_uri=rate_limit_storage(app.config),
+        key_func=_token_key, app=app, storage_uri=_storage(app.config),
         storage_options={'socket_connect_timeout': 1, 'socket_timeout': 1},
         strategy='fixed-window', headers_enabled=False, swallow_errors=True,
         key_prefix='ratelimit')
