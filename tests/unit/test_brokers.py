@@ -77,3 +77,11 @@ def test_every_process_on_redis_reuses_one_client_per_channel():
             assert client is first
         channel._pool = None  # a new pool (after a reconnection): a new client on it
         assert channel._create_client() is not first
+
+
+def test_rate_limits_are_counted_in_a_redis_broker_else_in_each_process():
+    from web.rate_limits import _storage
+    assert _storage({'CELERY_BROKER_URL': 'redis://h/1'}) == 'redis://h/1'
+    assert _storage({'CELERY_BROKER_URL': 'amqp://u:p@h//'}) == 'memory://'
+    assert _storage({'CELERY_BROKER_URL': 'amqp://u:p@h//',
+                     'FLASK_RATE_LIMIT_STORAGE_URL': 'redis://r/2'}) == 'redis://r/2'
