@@ -98,13 +98,9 @@ def wrk_get(url, seconds, connections=4):
     """GET `url` for `seconds`; return (requests, p50 ms, p99 ms, non-2xx)."""
     out = subprocess.run(['wrk', '-t1', f'-c{connections}', f'-d{seconds}s', '--latency', url],
                          capture_output=True, text=True, check=True).stdout
-
-    def ms(percent):
-        value, unit = re.search(rf'^\s+{percent}%\s+([\d.]+)(us|ms|s)\s*$', out, re.M).groups()
-        return round(float(value) * {'us': 0.001, 'ms': 1, 's': 1000}[unit], 2)
-    failed = re.search(r'Non-2xx or 3xx responses: (\d+)', out)
-    return (int(re.search(r'(\d+) requests in', out).group(1)), ms(50), ms(99),
-            int(failed.group(1)) if failed else 0)
+    total, failed = wrk_answers(out)
+    latency = wrk_latency(out)
+    return total, latency[50], latency[99], failed
 
 
 def wrk(url, body, seconds, connections=16, delay_ms=None):
@@ -120,9 +116,14 @@ def wrk(url, body, seconds, connections=16, delay_ms=None):
         out = subprocess.run(['wrk', '-t1', f'-c{connections}', f'-d{seconds}s', '--latency',
                               '-s', script.name, url],
                              capture_output=True, text=True, check=True).stdout
-    total = int(re.search(r'(\d+) requests in', out).group(1))
+    total, failed = wrk_answers(out)
+    return total - failed, wrk_latency(out)
+
+
+def wrk_answers(out):
+    """(requests, non-2xx answers) from wrk's summary."""
     failed = re.search(r'Non-2xx or 3xx responses: (\d+)', out)
-    return total - (int(failed.group(1)) if failed else 0), wrk_latency(out)
+    return int(re.search(r'(\d+) requests in', out).group(1)), int(failed.group(1)) if failed else 0
 
 
 def wrk_latency(out):
@@ -157,8 +158,9 @@ class Bench:
         if keep_history:
             # The history's jobs are up to 30 days old at once: with the default
             # retention, beat's prune deleted a quarter of a million of them every
-            # 10 s through the scenario (in the worker, beside the jobs). The
-            # scenario prunes them itself, as beat would, where it measures that.
+            # 10 s through the scenario (in beat's process, on the same database
+            # and cores). The scenario prunes them itself, as beat would, where it
+            # measures that.
             self.env.update({f'WORKER_RETAIN_{status.upper()}_SECONDS': '0'
                              for status in ledger.Status.finished()})
         self.processes = {}
@@ -340,16 +342,8 @@ class Bench:
         wrk(self.url + '/jobs/genre.create', '{"name":"rock","description":"yeah"}', self.seconds)
         time.sleep(0.5)
         accepted = self.ledger(lambda conn: history.count_after(conn, base))
-        finished = self.wait_applied_after(base)
+        finished = self.wait_applied(accepted)
         return round(accepted / (finished - started))
-
-    def wait_applied_after(self, base, timeout=300):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if not self.ledger(ledger.unfinished_count):
-                return time.monotonic()
-            time.sleep(0.25)
-        raise RuntimeError(f'jobs past {base} not applied in {timeout} s')
 
     def fill_history(self, rows, step=1_000_000):
         progress(f'history: filling {rows:,} finished jobs over 30 days (SQL)')
