@@ -25,9 +25,10 @@ Two more changes make a dead worker's jobs run again within seconds:
 - A message handed back because its pool process died (reject on worker
   lost) goes to the head of the queue, not behind the backlog.
 
-Used by the worker process only (worker/main.py), and only on a redis://
-broker (RabbitMQ's transport is kombu's own), so the broker URL that beat,
-Flower and the web front show stays redis://.
+Transport is the worker process's only (worker/main.py), and only on a
+redis:// broker (RabbitMQ's transport is kombu's own), so the broker URL that
+beat, Flower and the web front show stays redis://; HeadTransport is the
+sweep's (in beat). Both build on service.redis_transport, every process's.
 """
 import time
 
