@@ -9,15 +9,20 @@ import redis
 from tests.settings import DATABASE_URL
 
 
+def emptied_redis(url):
+    """A fixture's body: the Redis database at `url`, emptied before and after."""
+    client = redis.Redis.from_url(url)
+    client.flushdb()
+    yield client
+    client.flushdb()
+    client.close()
+
+
 def service_fixtures(broker_url):
     @pytest.fixture(scope='module', autouse=True)
     def broker():
         """An empty Redis database for the messages of the module."""
-        client = redis.Redis.from_url(broker_url)
-        client.flushdb()
-        yield client
-        client.flushdb()
-        client.close()
+        yield from emptied_redis(broker_url)
 
     @pytest.fixture
     def make_app(env):

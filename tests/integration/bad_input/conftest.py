@@ -1,19 +1,15 @@
 """The apps the bad requests go to (Flask's test client), on the real test
 database and Redis db 13, module by module."""
 import pytest
-import redis
 
 from tests.integration.bad_input.checks import BROKER_URL, SMALL_LIMIT, build_app
+from tests.integration.service import emptied_redis
 
 
 @pytest.fixture(scope='module', autouse=True)
 def broker():
     """An empty Redis database of this module's own for the messages."""
-    client = redis.Redis.from_url(BROKER_URL)
-    client.flushdb()
-    yield client
-    client.flushdb()
-    client.close()
+    yield from emptied_redis(BROKER_URL)
 
 
 @pytest.fixture(scope='module')
