@@ -10,10 +10,11 @@ No thread of its own: a request that finds fewer than `leaders` flushes
 running leads one; when it is done it hands the lead to a job still waiting.
 Before flushing, the leader waits for as many jobs as there were requests in
 the view (`arriving`) at once lately, until `delay` after the first job of
-its group arrived: under steady load the same clients come back, so a group
-goes as soon as they all are in, not after the delay, and two halves that
-took turns (one flushing while the other gathered) merge again. A job alone
-is flushed at once; a group that came short makes the next one expect fewer.
+its group arrived or the last flush ended, whichever is later: under steady
+load the same clients come back, so a group goes as soon as they all are in,
+not after the delay, and two halves that took turns (one flushing while the
+other gathered) merge again. A job alone is flushed at once; a group that
+came short makes the next one expect fewer.
 """
 import threading
 import time
@@ -68,6 +69,7 @@ class GroupCommit:
         self._leaders = 0
         self._in_view = 0   # requests in `arriving` now
         self._expected = 0  # the group a leader waits for: the most in the view lately
+        self._flushed = 0.0  # when the last flush ended (monotonic)
         self._gathered = threading.Condition(self._lock)
 
     def _ready(self):
@@ -109,9 +111,11 @@ class GroupCommit:
         hand the lead to a job still waiting, if any."""
         with self._lock:
             if self._waiting and self._delay:
-                # The wait counts from the group's first arrival: jobs that
-                # waited out the last flush are sent at once.
-                deadline = self._waiting[0].arrived + self._delay
+                # The wait counts from the group's first arrival, or from the
+                # end of the last flush if later: a flush slower than the delay
+                # leaves its group's clients on their way back, and the jobs
+                # that came meanwhile, sent at once, made a group of a few.
+                deadline = max(self._waiting[0].arrived, self._flushed) + self._delay
                 while not self._ready():
                     left = deadline - time.monotonic()
                     if left <= 0:
@@ -123,6 +127,7 @@ class GroupCommit:
         if group:
             self._run(group)
         with self._lock:
+            self._flushed = time.monotonic()
             successor = next((w for w in self._waiting if not w.leads), None)
             if successor is None:
                 self._leaders -= 1

@@ -133,9 +133,10 @@ def test_every_submitter_is_answered_whatever_fails():
     assert group_commit._leaders == 0  # every lead was given back
 
 
-def rounds(group_commit, clients, count):
+def rounds(group_commit, clients, count, turnaround=0.0):
     """`clients` threads each submit `count` jobs one after another, as
-    requests (`arriving`); return the seconds it took."""
+    requests (`arriving`), `turnaround` seconds apart (the answer's way back
+    and the next request's way in); return the seconds it took."""
     start = threading.Barrier(clients)
 
     def client(c):
@@ -143,6 +144,7 @@ def rounds(group_commit, clients, count):
         for n in range(count):
             with group_commit.arriving():
                 group_commit.submit('k', {'c': c, 'n': n})
+            time.sleep(turnaround)
 
     threads = [threading.Thread(target=client, args=(c,)) for c in range(clients)]
     began = time.monotonic()
@@ -169,3 +171,16 @@ def test_a_lone_job_is_flushed_at_once():
     flush = Recorder(seconds=0)
     group_commit = GroupCommit(flush, limit=100, delay=0.5)
     assert rounds(group_commit, clients=1, count=5) < 0.5
+
+
+def test_a_flush_slower_than_the_delay_does_not_split_the_clients():
+    # Jobs that arrived during a long flush had waited out the delay when it
+    # ended; flushed at once, they went as a group of one or two while the
+    # others, just answered, came back for a group of their own: two flushes
+    # (and two messages for the worker) per round where one does.
+    flush = Recorder(seconds=0.03)
+    group_commit = GroupCommit(flush, limit=100, delay=0.01, leaders=1)
+    rounds(group_commit, clients=8, count=10, turnaround=0.002)
+    sizes = [len(g) for g in flush.groups]
+    assert sum(sizes) == 80
+    assert len(sizes) <= 14, f'groups split: {sizes}'
