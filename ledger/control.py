@@ -5,7 +5,7 @@ from sqlalchemy import func, select, text, update
 
 from ledger import counts
 from ledger.errors import JobNotFound, LedgerError, WrongStatus
-from ledger.model import MAX_JOB_ID, Job, Status, id_array
+from ledger.model import IN_IDS, MAX_JOB_ID, Job, Status, in_ids
 from pg.exceptions import translate
 
 # A retry is a fresh start: its attempts count from 0 again (else a job that
@@ -37,10 +37,10 @@ WHERE id = :id AND status IN (:scheduled, :queued)
 RETURNING kind
 ''')
 
-RETRY_ALL = text('''
+RETRY_ALL = text(f'''
 UPDATE jobs SET status = :queued, attempts = 0, result = NULL, error = NULL,
                 finished_at = NULL, run_at = NULL, updated_at = now()
-WHERE id = ANY(CAST(:ids AS bigint[]))
+WHERE {IN_IDS}
 ''')
 
 
@@ -167,7 +167,7 @@ def retry_matching(session, publish, statuses=(Status.FAILED,), kind=None, creat
             else:
                 refused += 1
         if was:
-            session.execute(RETRY_ALL, {'ids': id_array([w['id'] for w in was]),
+            session.execute(RETRY_ALL, {**in_ids([w['id'] for w in was]),
                                         'queued': Status.QUEUED})
         session.commit()
     if not was:

@@ -118,3 +118,16 @@ def id_array(ids):
     """Job ids as one PostgreSQL array literal (a bound parameter, cast to
     bigint[] by the statement): cheaper for the driver than a list."""
     return '{' + ','.join(str(int(i)) for i in ids) + '}'
+
+
+# The jobs of a list of ids, found by the primary key. The range alone makes
+# the planner take it: with `id = ANY` only, a list of a few hundred ids
+# (a batch's message) was looked for by a scan of the whole table, up to
+# a few hundred thousand rows (10 ms for 30,000: 1 ms by the key).
+IN_IDS = 'id = ANY(CAST(:ids AS bigint[])) AND id BETWEEN :first_id AND :last_id'
+
+
+def in_ids(ids):
+    """The parameters of IN_IDS for the job ids `ids`."""
+    ids = [int(i) for i in ids]
+    return {'ids': id_array(ids), 'first_id': min(ids, default=1), 'last_id': max(ids, default=0)}

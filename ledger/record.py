@@ -6,7 +6,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from ledger import counts
 from ledger.errors import IdempotencyConflict
-from ledger.model import Job, Status, id_array
+from ledger.model import IN_IDS, Job, Status, in_ids
 from pg.exceptions import translate
 
 # One statement whatever the number of jobs (prepared once by the driver),
@@ -110,6 +110,6 @@ def withdraw(session, job_ids):
     with translate():
         session.rollback()
         withdrawn = {job_id for (job_id,) in session.execute(
-            WITHDRAW, {'ids': id_array(job_ids), 'queued': Status.QUEUED})}
+            WITHDRAW, {**in_ids(job_ids), 'queued': Status.QUEUED})}
         session.commit()
     return withdrawn

@@ -7,7 +7,7 @@ import json
 from sqlalchemy import text
 
 from ledger import counts
-from ledger.model import Status, id_array
+from ledger.model import IN_IDS, Status, in_ids
 from pg.exceptions import translate
 
 # In id order, so two deliveries of one group cannot deadlock. A cancelled
@@ -21,7 +21,7 @@ CLAIM = text(f'''
 WITH claimed AS (
     UPDATE jobs SET status = :running, attempts = attempts + 1, updated_at = now(),
                     claimed_by = :owner
-    WHERE id IN (SELECT id FROM jobs WHERE id = ANY(CAST(:ids AS bigint[]))
+    WHERE id IN (SELECT id FROM jobs WHERE {IN_IDS}
                  AND status NOT IN (:succeeded, :failed, :cancelled, :scheduled)
                  ORDER BY id FOR UPDATE)
     RETURNING id, attempts, request_id, kind),
@@ -35,8 +35,8 @@ ASYNC_COMMIT = text('SET LOCAL synchronous_commit TO off')
 # checked once the lock is held (a duplicate delivery may have finished them),
 # and in Python: a status condition here could lead the planner to the
 # partial index of unfinished jobs rather than the primary key.
-LOCK = text('''
-SELECT id, kind, payload, status FROM jobs WHERE id = ANY(CAST(:ids AS bigint[]))
+LOCK = text(f'''
+SELECT id, kind, payload, status FROM jobs WHERE {IN_IDS}
 ORDER BY id FOR UPDATE
 ''')
 
@@ -84,7 +84,7 @@ def claim(session, job_ids, owner=None):
         # attempts, while the effect and the completion are committed durably.
         session.execute(ASYNC_COMMIT)
         claimed = session.execute(CLAIM, {
-            'ids': id_array(job_ids), 'running': Status.RUNNING, 'owner': owner,
+            **in_ids(job_ids), 'running': Status.RUNNING, 'owner': owner,
             'succeeded': Status.SUCCEEDED, 'failed': Status.FAILED,
             'cancelled': Status.CANCELLED, 'scheduled': Status.SCHEDULED}).all()
         session.commit()
@@ -96,7 +96,7 @@ def lock_running(session, job_ids):
     [(id, kind, payload)] of those still running, in id order: the others were
     finished meanwhile (a duplicate delivery)."""
     with translate():
-        rows = session.execute(LOCK, {'ids': id_array(job_ids)}).all()
+        rows = session.execute(LOCK, in_ids(job_ids)).all()
     return [(job_id, kind, dict(payload)) for job_id, kind, payload, status in rows
             if status == Status.RUNNING]
 

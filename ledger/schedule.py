@@ -2,7 +2,7 @@
 handler's RetryLater puts its job back to wait (reschedule)."""
 from sqlalchemy import text
 
-from ledger.model import Status, id_array
+from ledger.model import IN_IDS, Status, in_ids
 from pg.exceptions import translate
 
 # SKIP LOCKED: two beats (or two passes) never take one job twice; through
@@ -48,9 +48,9 @@ def reschedule(session, job_id, seconds, reason):
     return bool(done)
 
 
-UNQUEUE = text('''
+UNQUEUE = text(f'''
 UPDATE jobs SET status = :scheduled, updated_at = now()
-WHERE id = ANY(CAST(:ids AS bigint[])) AND status = :queued
+WHERE {IN_IDS} AND status = :queued
 ''')
 
 
@@ -60,6 +60,6 @@ def return_due(session, job_ids):
     worker took meanwhile (some messages went) are left alone."""
     with translate():
         session.rollback()
-        session.execute(UNQUEUE, {'ids': id_array(job_ids), 'queued': Status.QUEUED,
+        session.execute(UNQUEUE, {**in_ids(job_ids), 'queued': Status.QUEUED,
                                   'scheduled': Status.SCHEDULED})
         session.commit()

@@ -157,3 +157,21 @@ def test_a_group_of_inserts_is_one_transaction(app, kind, payload):
     # One transaction: every row of the group carries the same transaction id.
     assert sql(app, 'SELECT count(DISTINCT xmin::text) FROM genre WHERE id = ANY(:ids)',
                ids=created)[0][0] == 1
+
+
+def test_a_large_group_is_found_by_the_primary_key_in_a_large_ledger(app):
+    # With `id = ANY(...)` alone, the planner read a few hundred ids off a
+    # ledger of tens of thousands of rows by a scan of the whole table, once
+    # to claim them and once to lock them (10 ms a message at 30,000 rows,
+    # growing with the ledger); the ids' range makes the key the way in.
+    from ledger import run as statements
+    from ledger.model import Status, in_ids
+    queue(app, 'genre.create', [{'name': 'jazz', 'description': 'swing'}] * 30_000)
+    ids = queue(app, 'genre.create', [{'name': 'jazz', 'description': 'swing'}] * 500)
+    sql(app, 'ANALYZE jobs')
+    params = {**in_ids(ids), 'running': Status.RUNNING, 'owner': 1,
+              'succeeded': Status.SUCCEEDED, 'failed': Status.FAILED,
+              'cancelled': Status.CANCELLED, 'scheduled': Status.SCHEDULED}
+    for statement in (statements.CLAIM, statements.LOCK):
+        plan = '\n'.join(row[0] for row in sql(app, 'EXPLAIN ' + statement.text, **params))
+        assert 'Seq Scan on jobs' not in plan and 'jobs_pkey' in plan, plan
