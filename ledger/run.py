@@ -17,8 +17,12 @@ from pg.exceptions import translate
 # lead the planner to the partial index of unfinished jobs (which under a
 # backlog holds them all) instead of the primary key. The claim names its
 # owner (ledger.owners); an attempt past the first is counted as a retry.
+# Its commit does not wait for the disk (set here, where a SET LOCAL of its
+# own cost a round trip): a claim lost in a crash only undercounts attempts,
+# while the effect and the completion are committed durably.
 CLAIM = text(f'''
-WITH claimed AS (
+WITH async_commit AS (SELECT set_config('synchronous_commit', 'off', true)),
+claimed AS (
     UPDATE jobs SET status = :running, attempts = attempts + 1, updated_at = now(),
                     claimed_by = :owner
     WHERE id IN (SELECT id FROM jobs WHERE {IN_IDS}
@@ -26,10 +30,8 @@ WITH claimed AS (
                  ORDER BY id FOR UPDATE)
     RETURNING id, attempts, request_id, kind),
 tally AS ({counts.tally('claimed', 'retried', 'WHERE attempts > 1')})
-SELECT id, attempts, request_id, kind FROM claimed
+SELECT id, attempts, request_id, kind FROM claimed, async_commit
 ''')
-
-ASYNC_COMMIT = text('SET LOCAL synchronous_commit TO off')
 
 # Locks the rows in id order (no deadlock between two groups); the status is
 # checked once the lock is held (a duplicate delivery may have finished them),
@@ -82,9 +84,6 @@ def claim(session, job_ids, owner=None):
     unknown, finished already (a duplicate delivery), cancelled or scheduled
     is left out."""
     with translate():
-        # Not worth a wait for the disk: a claim lost in a crash only undercounts
-        # attempts, while the effect and the completion are committed durably.
-        session.execute(ASYNC_COMMIT)
         claimed = session.execute(CLAIM, {
             **in_ids(job_ids), 'running': Status.RUNNING, 'owner': owner,
             'succeeded': Status.SUCCEEDED, 'failed': Status.FAILED,

@@ -175,3 +175,20 @@ def test_a_large_group_is_found_by_the_primary_key_in_a_large_ledger(app):
     for statement in (statements.CLAIM, statements.LOCK):
         plan = '\n'.join(row[0] for row in sql(app, 'EXPLAIN ' + statement.text, **params))
         assert 'Seq Scan on jobs' not in plan and 'jobs_pkey' in plan, plan
+
+
+def test_the_claim_sets_its_own_commit_not_to_wait_for_the_disk(app):
+    from ledger import run as statements
+    from ledger.model import Status, in_ids
+    ids = queue(app, 'genre.create', [{'name': 'jazz', 'description': 'swing'}] * 3)
+    engine = app.extensions['pg'].pool.connection().engine
+    with engine.connect() as conn:
+        assert conn.execute(text('SHOW synchronous_commit')).scalar() == 'on'
+        claimed = conn.execute(statements.CLAIM, {
+            **in_ids(ids), 'running': Status.RUNNING, 'owner': 1, 'succeeded': Status.SUCCEEDED,
+            'failed': Status.FAILED, 'cancelled': Status.CANCELLED,
+            'scheduled': Status.SCHEDULED}).all()
+        assert sorted(row[0] for row in claimed) == ids
+        assert conn.execute(text('SHOW synchronous_commit')).scalar() == 'off'  # this transaction's
+        conn.rollback()
+        assert conn.execute(text('SHOW synchronous_commit')).scalar() == 'on'
