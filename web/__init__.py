@@ -8,6 +8,7 @@ from web.json_response import init_json_response
 from web.rate_limits import init_rate_limits
 from web.request_id import init_request_id
 from web.request_limits import init_request_limits
+from web.sessions import init_sessions
 
 
 def create_app(config=None):
@@ -18,6 +19,7 @@ def create_app(config=None):
     from web import jobs, metrics, openapi, system
     app = create_service_app(config, name='web')
     init_json_response(app)
+    init_sessions(app)
     init_request_id(app)
     init_errors(app)
     init_request_limits(app)

@@ -79,9 +79,10 @@ def _streamed_past_the_limit(raw):
     """Whether a body sent without Content-Length (chunked) went on past
     MAX_CONTENT_LENGTH: werkzeug then hands over the first MAX_CONTENT_LENGTH
     bytes without an error, so one byte more is looked for here."""
+    if request.content_length is not None:  # most requests: werkzeug held them to the limit
+        return False
     limit = request.max_content_length
-    return (request.content_length is None and limit is not None and len(raw) >= limit
-            and bool(request.environ['wsgi.input'].read(1)))
+    return limit is not None and len(raw) >= limit and bool(request.environ['wsgi.input'].read(1))
 
 
 def json_body():

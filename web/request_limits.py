@@ -29,11 +29,10 @@ def _request_line(environ):
 
 
 def _header_fields(environ):
-    for key, value in environ.items():
-        if key.startswith('HTTP_'):
-            yield key[5:], value
-        elif key in PLAIN_HEADERS:
-            yield PLAIN_HEADERS[key], value
+    """[(name, value)] of the request's header fields. A list built in one
+    comprehension: it runs on every request."""
+    return [(key[5:], value) if key[:5] == 'HTTP_' else (PLAIN_HEADERS[key], value)
+            for key, value in environ.items() if key[:5] == 'HTTP_' or key in PLAIN_HEADERS]
 
 
 def check_request_size():
@@ -41,7 +40,7 @@ def check_request_size():
     environ = request.environ
     if len(_request_line(environ)) > MAX_REQUEST_LINE:
         raise ApiError(414, f'the request line is longer than {MAX_REQUEST_LINE} bytes')
-    fields = list(_header_fields(environ))
+    fields = _header_fields(environ)
     if len(fields) > MAX_HEADER_FIELDS:
         raise ApiError(431, f'more than {MAX_HEADER_FIELDS} header fields')
     for name, value in fields:

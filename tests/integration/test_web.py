@@ -495,3 +495,15 @@ def test_a_group_commit_connection_lost_while_idle_costs_no_request(app, client)
     assert killed >= 1
     response = client.post('/jobs/genre.create', json=GENRE)
     assert response.status_code == 202, response.get_json()
+
+
+def test_no_cookie_session_is_opened_even_with_a_secret_key(make_app):
+    # The API keeps no session: with FLASK_SECRET_KEY set, Flask's own
+    # interface signed and read a cookie session on every request.
+    import flask
+    app = make_app(FLASK_SECRET_KEY='s' * 40)
+    seen = []
+    app.before_request(lambda: seen.append(flask.session._get_current_object()))
+    answer = app.test_client().get('/health', headers={'Cookie': 'session=forged'})
+    assert answer.status_code == 200 and 'Set-Cookie' not in answer.headers
+    assert seen and seen[0].__class__ is app.session_interface.null_session_class
