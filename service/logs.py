@@ -7,7 +7,8 @@ plain lines. Either way a URL's password is masked (`scheme://user:***@`).
 
 The request id of a line is, first found: the record's own `request_id`
 (`extra`), the web request's (flask.g.request_id, web/request_id.py), or
-the one of the job the worker is applying (`job_request_id`).
+`job_request_id`: the one of the job the worker is applying, or of the job
+the web's hot path (web/fast_post.py, outside Flask's request) is recording.
 """
 import json
 import logging
@@ -20,7 +21,8 @@ from datetime import datetime, timezone
 
 from pythonjsonlogger.json import JsonFormatter
 
-# The request id of the job being applied, in the worker (web requests use flask.g).
+# The request id of the job being applied (the worker) or recorded by the web's
+# hot path; requests that Flask serves use flask.g.
 job_request_id = ContextVar('job_request_id', default=None)
 
 # scheme://user:password@ -> scheme://user:***@ (a database or broker URL in a message).

@@ -38,14 +38,10 @@ def endpoint_scope(endpoint):
     return ENDPOINT_SCOPES.get(endpoint, DEFAULT_SCOPE)
 
 
-def require_token():
-    """before_request hook: 401 unless the request carries a configured token,
-    403 unless that token has the scope of the endpoint."""
-    configured = current_app.extensions['api_tokens']
-    # OPTIONS only tells the methods of a path, which the open document tells too.
-    if not configured or request.endpoint in OPEN_ENDPOINTS or request.method == 'OPTIONS':
-        return
-    scheme, _, given = request.headers.get('Authorization', '').partition(' ')
+def bearer(configured, authorization):
+    """(scopes, fingerprint) of the configured token an Authorization header
+    value carries as a bearer token, or None."""
+    scheme, _, given = authorization.partition(' ')
     given = given.strip().encode()
     # Compare with every token, so the time taken does not tell which one nearly matched.
     granted = frozenset()
@@ -54,9 +50,22 @@ def require_token():
         if hmac.compare_digest(given, token):
             matched, granted = True, scopes
     if scheme.lower() != 'bearer' or not matched:
+        return None
+    return granted, hashlib.sha256(given).hexdigest()[:32]
+
+
+def require_token():
+    """before_request hook: 401 unless the request carries a configured token,
+    403 unless that token has the scope of the endpoint."""
+    configured = current_app.extensions['api_tokens']
+    # OPTIONS only tells the methods of a path, which the open document tells too.
+    if not configured or request.endpoint in OPEN_ENDPOINTS or request.method == 'OPTIONS':
+        return
+    found = bearer(configured, request.headers.get('Authorization', ''))
+    if found is None:
         raise ApiError(401, 'a valid bearer token is required',
                        headers={'WWW-Authenticate': 'Bearer'})
-    g.api_token_fingerprint = hashlib.sha256(given).hexdigest()[:32]
+    granted, g.api_token_fingerprint = found
     # A route that does not exist (no endpoint) is a 404 or 405 for any token.
     needed = endpoint_scope(request.endpoint) if request.endpoint else None
     if needed is not None and needed not in granted:

@@ -93,6 +93,12 @@ def json_body():
     raw = request.get_data(cache=False)
     if _streamed_past_the_limit(raw):
         raise RequestEntityTooLarge()
+    return parse(raw)
+
+
+def parse(raw):
+    """The JSON document of a body's bytes, read strictly: 400 unless it is
+    UTF-8 and parses, and holds nothing PostgreSQL cannot store."""
     # JSON is UTF-8 (RFC 8259 8.1; a leading BOM is ignored). Decoded here, strictly:
     # json.loads(bytes) would also take UTF-16/32, whose escapes the check below
     # cannot see, and UTF-8-encoded surrogates (it decodes with 'surrogatepass').

@@ -16,6 +16,12 @@ def _refuse(value):
     raise TypeError  # orjson gives up on this value: Flask's provider writes the whole document
 
 
+def encode(obj):
+    """An answer's body as orjson writes it (keys sorted, a final newline);
+    TypeError for what Flask's provider is to write."""
+    return orjson.dumps(obj, default=_refuse, option=OPTIONS | orjson.OPT_APPEND_NEWLINE)
+
+
 class OrjsonProvider(DefaultJSONProvider):
     def dumps(self, obj, **kwargs):
         if not kwargs:
@@ -30,7 +36,7 @@ class OrjsonProvider(DefaultJSONProvider):
         if self._app.debug or self.compact is False:
             return super().response(*args, **kwargs)  # indented, as Flask does when debugging
         try:
-            body = orjson.dumps(obj, default=_refuse, option=OPTIONS | orjson.OPT_APPEND_NEWLINE)
+            body = encode(obj)
         except TypeError:
             return super().response(*args, **kwargs)
         return self._app.response_class(body, mimetype=self.mimetype)

@@ -12,13 +12,17 @@ ENVIRON_KEY = 'HTTP_X_REQUEST_ID'
 VALID = re.compile('[\x20-\x7e]{1,128}')
 
 
+def of_environ(environ):
+    """The id a request gets: the client's own when valid, else a new one."""
+    given = environ.get(ENVIRON_KEY)  # what request.headers reads, sooner
+    return given if given is not None and VALID.fullmatch(given) else uuid.uuid4().hex
+
+
 def current():
     """The request id of the current request (made now if it has none yet)."""
     request_id = g.get('request_id')
     if request_id is None:
-        given = request.environ.get(ENVIRON_KEY)  # what request.headers reads, sooner
-        request_id = g.request_id = (given if given is not None and VALID.fullmatch(given)
-                                     else uuid.uuid4().hex)
+        request_id = g.request_id = of_environ(request.environ)
     return request_id
 
 

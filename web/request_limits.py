@@ -35,19 +35,26 @@ def _header_fields(environ):
             for key, value in environ.items() if key[:5] == 'HTTP_' or key in PLAIN_HEADERS]
 
 
-def check_request_size():
-    """before_request hook: 414 or 431 in the envelope for an oversize request."""
-    environ = request.environ
+def size_error(environ):
+    """The ApiError (414, 431) of an oversize request, or None."""
     if len(_request_line(environ)) > MAX_REQUEST_LINE:
-        raise ApiError(414, f'the request line is longer than {MAX_REQUEST_LINE} bytes')
+        return ApiError(414, f'the request line is longer than {MAX_REQUEST_LINE} bytes')
     fields = _header_fields(environ)
     if len(fields) > MAX_HEADER_FIELDS:
-        raise ApiError(431, f'more than {MAX_HEADER_FIELDS} header fields')
+        return ApiError(431, f'more than {MAX_HEADER_FIELDS} header fields')
     for name, value in fields:
         # "Name: value", as gunicorn measures a field line
         if len(name) + 2 + len(value) > MAX_HEADER_FIELD_SIZE:
-            raise ApiError(431, f'a header field ({name.replace("_", "-").title()[:64]}) is '
-                                f'longer than {MAX_HEADER_FIELD_SIZE} bytes')
+            return ApiError(431, f'a header field ({name.replace("_", "-").title()[:64]}) is '
+                                 f'longer than {MAX_HEADER_FIELD_SIZE} bytes')
+    return None
+
+
+def check_request_size():
+    """before_request hook: 414 or 431 in the envelope for an oversize request."""
+    error = size_error(request.environ)
+    if error is not None:
+        raise error
 
 
 def init_request_limits(app):
