@@ -55,29 +55,12 @@ class FastPost:
         kind = self._plain_kind(environ)
         if kind is None:
             return self.wsgi_app(environ, start_response)
-        length = int(environ['CONTENT_LENGTH'])
         group_commit = self.app.extensions[GROUP_COMMIT]
         with group_commit.arriving():
-            raw = environ['wsgi.input'].read(length)
-            if len(raw) != length:  # the client went away: Flask says so
-                return self._flask(environ, start_response, raw)
-            try:
-                payload = parse(raw)
-            except ApiError:
-                return self._flask(environ, start_response, raw)
-            if validation_errors(kind, payload):
-                return self._flask(environ, start_response, raw)
-            job_request = request_id.of_environ(environ)
-            token = job_request_id.set(job_request)  # on the log lines meanwhile
-            try:
-                with self.app.app_context():
-                    job_id = group_commit.submit(kind.name, payload, job_request)
-            except Exception as error:  # noqa: BLE001 - Flask answers it, as create_job's
-                environ[ERROR] = error
-                environ[request_id.ENVIRON_KEY] = job_request  # the id the job was given
-                return self._flask(environ, start_response, raw)
-            finally:
-                job_request_id.reset(token)
+            taken = self._record(kind, environ, group_commit)
+        if taken is None:
+            return self.wsgi_app(environ, start_response)
+        job_id, job_request = taken
         status_url = f'/jobs/{job_id}'
         body = encode({'id': job_id, 'kind': kind.name, 'status': ledger.Status.QUEUED,
                        'status_url': status_url})
@@ -85,6 +68,32 @@ class FastPost:
                                 ('Content-Length', str(len(body))), ('Location', status_url),
                                 (request_id.HEADER, job_request)])
         return [body]
+
+    def _record(self, kind, environ, group_commit):
+        """(job id, request id) of the request's job, once committed and
+        published; None for Flask to answer (the body handed back as read)."""
+        length = int(environ['CONTENT_LENGTH'])
+        raw = environ['wsgi.input'].read(length)
+        environ['wsgi.input'] = io.BytesIO(raw)
+        if len(raw) != length:  # the client went away: Flask says so
+            return None
+        try:
+            payload = parse(raw)
+        except ApiError:
+            return None
+        if validation_errors(kind, payload):
+            return None
+        job_request = request_id.of_environ(environ)
+        token = job_request_id.set(job_request)  # on the log lines meanwhile
+        try:
+            with self.app.app_context():
+                return group_commit.submit(kind.name, payload, job_request), job_request
+        except Exception as error:  # noqa: BLE001 - Flask answers it, as create_job's
+            environ[ERROR] = error
+            environ[request_id.ENVIRON_KEY] = job_request  # the id the job was given
+            return None
+        finally:
+            job_request_id.reset(token)
 
     def _plain_kind(self, environ):
         """The kind of a plain single-job POST that passes the checks made
@@ -107,10 +116,6 @@ class FastPost:
             if found is None or self.scope not in found[0]:
                 return None
         return kind
-
-    def _flask(self, environ, start_response, raw):
-        environ['wsgi.input'] = io.BytesIO(raw)
-        return self.wsgi_app(environ, start_response)
 
 
 def _raise_error():
