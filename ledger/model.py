@@ -130,4 +130,5 @@ IN_IDS = 'id = ANY(CAST(:ids AS bigint[])) AND id BETWEEN :first_id AND :last_id
 def in_ids(ids):
     """The parameters of IN_IDS for the job ids `ids`."""
     ids = [int(i) for i in ids]
-    return {'ids': id_array(ids), 'first_id': min(ids, default=1), 'last_id': max(ids, default=0)}
+    return {'ids': '{' + ','.join(map(str, ids)) + '}',  # id_array's, of ids already ints
+            'first_id': min(ids, default=1), 'last_id': max(ids, default=0)}

@@ -97,7 +97,8 @@ def lock_running(session, job_ids):
     [(id, kind, payload)] of those still running, in id order: the others were
     finished meanwhile (a duplicate delivery)."""
     with translate():
-        rows = [row for row in session.execute(LOCK, in_ids(job_ids)) if row[3] == Status.RUNNING]
+        rows = [row for row in session.execute(LOCK, in_ids(job_ids)).all()
+                if row[3] == Status.RUNNING]
     payloads = json.loads('[' + ','.join(row[2] for row in rows) + ']')
     return [(job_id, kind, payload) for (job_id, kind, *_), payload in zip(rows, payloads)]
 

@@ -127,8 +127,10 @@ def _run_group(task, job_ids, session, config):
     apply them all in one transaction; if that fails, each in its own. Jobs
     of a kind with a timeout are applied each in its own, under its limit."""
     claimed = ledger.claim(session, job_ids, owner_key())
+    limits = {kind_name: _max_attempts(kind_name, config)  # per kind, not per job
+              for _, _, kind_name in claimed.values()}
     ready = [job_id for job_id, (attempt, _, kind_name) in sorted(claimed.items())
-             if attempt <= _max_attempts(kind_name, config)]
+             if attempt <= limits[kind_name]]
     outcomes = [DUPLICATE] * (len(set(job_ids)) - len(claimed))  # finished meanwhile
     reasons = []
     for job_id in sorted(claimed.keys() - set(ready)):  # fails them
