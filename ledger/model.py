@@ -117,7 +117,11 @@ class JobCount(BaseModel):
 def id_array(ids):
     """Job ids as one PostgreSQL array literal (a bound parameter, cast to
     bigint[] by the statement): cheaper for the driver than a list."""
-    return '{' + ','.join(str(int(i)) for i in ids) + '}'
+    return _literal([int(i) for i in ids])
+
+
+def _literal(ints):
+    return '{' + ','.join(map(str, ints)) + '}'
 
 
 # The jobs of a list of ids, found by the primary key. The range alone makes
@@ -130,5 +134,4 @@ IN_IDS = 'id = ANY(CAST(:ids AS bigint[])) AND id BETWEEN :first_id AND :last_id
 def in_ids(ids):
     """The parameters of IN_IDS for the job ids `ids`."""
     ids = [int(i) for i in ids]
-    return {'ids': '{' + ','.join(map(str, ids)) + '}',  # id_array's, of ids already ints
-            'first_id': min(ids, default=1), 'last_id': max(ids, default=0)}
+    return {'ids': _literal(ids), 'first_id': min(ids, default=1), 'last_id': max(ids, default=0)}
