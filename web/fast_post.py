@@ -19,7 +19,6 @@ import io
 
 from flask import request
 
-import ledger
 from service.logs import job_request_id
 from tasks import REGISTRY
 from web import request_id
@@ -27,6 +26,7 @@ from web.auth import bearer, endpoint_scope
 from web.body import parse
 from web.errors import ApiError
 from web.group_commit import EXTENSION as GROUP_COMMIT
+from web.jobs import accepted_body
 from web.json_response import encode
 from web.payloads import validation_errors
 from web.rate_limits import EXTENSION as RATE_LIMITS
@@ -61,11 +61,11 @@ class FastPost:
         if taken is None:
             return self.wsgi_app(environ, start_response)
         job_id, job_request = taken
-        status_url = f'/jobs/{job_id}'
-        body = encode({'id': job_id, 'kind': kind.name, 'status': ledger.Status.QUEUED,
-                       'status_url': status_url})
+        document = accepted_body(job_id, kind.name)  # at the root path: no SCRIPT_NAME
+        body = encode(document)
         start_response(STATUS, [('Content-Type', 'application/json'),
-                                ('Content-Length', str(len(body))), ('Location', status_url),
+                                ('Content-Length', str(len(body))),
+                                ('Location', document['status_url']),
                                 (request_id.HEADER, job_request)])
         return [body]
 
