@@ -1,7 +1,7 @@
 """The API keeps no cookie session (bearer tokens say who calls): Flask's
 own session interface, with FLASK_SECRET_KEY set, built a signing
 serializer and read the cookies on every request, for a session nothing
-reads; that was half the app's work on a 202."""
+reads: 155 of the 1,277 Python calls of a 202 in production mode."""
 from flask.sessions import SessionInterface
 
 
