@@ -18,9 +18,9 @@ READER = 'fast-post-reader-0123456789'
 broker, make_app, clean, app, client = service_fixtures(BROKER_URL)
 
 
-@pytest.fixture
-def flask_calls(app):
-    """The requests that reached Flask (the hot path handed over)."""
+def count_flask(app):
+    """The list of the paths of the requests that will reach Flask (the hot
+    path handed them over)."""
     fast = app.wsgi_app
     assert isinstance(fast, FastPost)
     calls = []
@@ -31,6 +31,11 @@ def flask_calls(app):
         return flask_app(environ, start_response)
     fast.wsgi_app = counted
     return calls
+
+
+@pytest.fixture
+def flask_calls(app):
+    return count_flask(app)
 
 
 def flask_only(app):
@@ -99,10 +104,7 @@ def test_a_body_past_the_limit_is_flasks_413(make_app, clean):
 def test_tokens_and_scopes_are_checked_as_flask_checks_them(make_app, clean):
     app = make_app(FLASK_API_TOKENS=f'{TOKEN}:enqueue,{READER}:read',
                    FLASK_RATE_LIMIT_ENQUEUE='', FLASK_RATE_LIMIT_READ='', FLASK_RATE_LIMIT_ADMIN='')
-    fast = app.wsgi_app
-    calls = []
-    flask_app = fast.wsgi_app
-    fast.wsgi_app = lambda environ, start: calls.append(1) or flask_app(environ, start)
+    calls = count_flask(app)
     c = app.test_client()
     ok = c.post('/jobs/genre.create', json=GENRE, headers={'Authorization': f'Bearer {TOKEN}'})
     assert ok.status_code == 202 and calls == []
