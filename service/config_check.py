@@ -48,6 +48,9 @@ OTHER_SETTINGS = {
     'WORKER_CONCURRENCY': ('2', 'Celery worker processes.'),
     'WORKER_QUEUES': ('jobs', 'Comma-separated Celery queues the worker serves (its -Q): '
                               'jobs, and the queues of the kinds routed to it.'),
+    'WORKER_NAME': ('celery@%h', "The worker's node name (its --hostname; %h is the host's name): "
+                                 'one of its own for each worker of a host, as Flower and '
+                                 '`celery inspect` tell workers apart by it.'),
     'BEAT_SCHEDULE_FILE': ('/tmp/celerybeat-schedule', "Where beat keeps its schedule's state."),
 }
 

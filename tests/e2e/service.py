@@ -73,10 +73,11 @@ class Service:
             time.sleep(0.2)
         raise AssertionError('the web front did not come up:\n' + self.processes['web'].log())
 
-    def wait_worker(self, timeout=30):
+    def wait_worker(self, node=None, timeout=30):
+        """Until a worker answers a ping (the one named `node`, if given)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self.celery.control.ping(timeout=0.5):
+            if self.celery.control.ping(timeout=0.5, destination=[node] if node else None):
                 return
         raise AssertionError('no worker answered:\n' + self.processes['worker'].log())
 

@@ -4,6 +4,7 @@ conf`); an unsafe override and an unknown prefixed name stop the start,
 naming the variable."""
 import json
 import os
+import socket
 import subprocess
 import sys
 
@@ -20,21 +21,23 @@ PRODUCTION = {'SERVICE_MODE': 'production', 'FLASK_SECRET_KEY': 'k' * 40,
 
 def test_a_celery_setting_from_the_environment_reaches_the_worker(service_env, tmp_path):
     redis.Redis.from_url(BROKER_URL).flushdb()
+    # A name of its own (WORKER_NAME): the session's worker answers on the
+    # same broker, and replies are keyed by node name.
+    node = f'config-test@{socket.gethostname()}'
     env = dict(service_env, CELERY_WORKER_MAX_TASKS_PER_CHILD='123', CELERY_TASK_TIME_LIMIT='77',
-               CELERY_BROKER_TRANSPORT_OPTIONS='{"max_connections": 40}')
+               CELERY_BROKER_TRANSPORT_OPTIONS='{"max_connections": 40}', WORKER_NAME='config-test@%h')
     svc = Service(env, str(tmp_path))
     svc.start('worker')
     try:
-        svc.wait_worker()
+        svc.wait_worker(node)
         result = subprocess.run(
             [sys.executable, '-m', 'celery', '-A', 'worker.main', 'inspect', 'conf', '--json',
-             '--timeout', '5'], cwd=ROOT, env=service_env, capture_output=True, text=True, timeout=60)
+             '--timeout', '5', '--destination', node],
+            cwd=ROOT, env=service_env, capture_output=True, text=True, timeout=60)
     finally:
         svc.stop_all()
     assert result.returncode == 0, result.stdout + result.stderr
-    confs = list(json.loads(result.stdout.strip().splitlines()[-1]).values())
-    assert len(confs) == 1, confs
-    conf = confs[0]
+    conf = json.loads(result.stdout.strip().splitlines()[-1])[node]
     assert conf['worker_max_tasks_per_child'] == 123
     assert conf['task_time_limit'] == 77.0
     assert conf['broker_transport_options']['max_connections'] == 40
