@@ -157,10 +157,13 @@ def init_group_commit(app):
         _flush, limit=app.config['WORKER_BATCH_SIZE'],
         delay=app.config['FLASK_GROUP_COMMIT_MS'] / 1000, leaders=LEADERS)
     default = app.extensions['pg'].pool.connection().engine
+    pgbouncer = app.config['SQLALCHEMY_PGBOUNCER']
+    # A group is one INSERT, committed by itself. Not behind PgBouncer, where
+    # the connection's settings (the lock timeout) are set in each transaction.
     app.extensions[ENGINE] = shared_engine(
         default.url, pool_size=LEADERS, max_overflow=0, pool_pre_ping=False,
         lock_timeout_ms=app.config['SQLALCHEMY_LOCK_TIMEOUT_MS'],
-        pgbouncer=app.config['SQLALCHEMY_PGBOUNCER'])
+        pgbouncer=pgbouncer, autocommit=not pgbouncer)
 
 
 def _flush(jobs):
@@ -182,8 +185,9 @@ def _flush(jobs):
 def _record(jobs):
     """INSERT and COMMIT a group on a connection of the group commit's own: no
     ORM session and no ping on checkout, the hot path's biggest costs after the
-    statement. A connection found dead by the INSERT (nothing was committed) is
-    replaced once, as the ping would have done."""
+    statement; the INSERT commits itself (the COMMIT is then a no-op) but
+    behind PgBouncer. A connection found dead by the INSERT (nothing was
+    committed) is replaced once, as the ping would have done."""
     engine = current_app.extensions[ENGINE]
     for last_try in (False, True):
         with translate():

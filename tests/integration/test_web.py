@@ -497,6 +497,19 @@ def test_a_group_commit_connection_lost_while_idle_costs_no_request(app, client)
     assert response.status_code == 202, response.get_json()
 
 
+def test_a_group_is_committed_by_its_insert_alone(app):
+    # One statement committing itself: no BEGIN and COMMIT round trips, two
+    # of the three a group cost the web and PostgreSQL.
+    from psycopg.pq import TransactionStatus
+
+    import ledger
+    with app.app_context(), app.extensions['group_commit_engine'].connect() as conn:
+        ledger.insert_jobs(conn, [('genre.create', GENRE, None)])
+        status = conn.connection.dbapi_connection.info.transaction_status
+    assert status == TransactionStatus.IDLE  # not INTRANS: committed already
+    assert stored_jobs(app)[0]['status'] == 'queued'
+
+
 def test_no_cookie_session_is_opened_even_with_a_secret_key(make_app):
     # The API keeps no session: with FLASK_SECRET_KEY set, Flask's own
     # interface signed and read a cookie session on every request.
