@@ -18,8 +18,8 @@ from ledger.errors import IdempotencyConflict, JobNotFound, LedgerError, WrongSt
 from ledger.counts import fold as fold_counts
 from ledger.model import MAX_JOB_ID, Job, JobCount, Status
 from ledger.owners import Owner
-from ledger.reads import (get, listing, scheduled_lateness, succeeded_durations, total_count,
-                          unfinished_count)
+from ledger.reads import (get, listing, public_job, scheduled_lateness, succeeded_durations,
+                          total_count, unfinished_count)
 from ledger.record import insert_jobs, record, withdraw
 from ledger.retention import prune
 from ledger.run import claim, complete, fail, lock_running, requeue
@@ -33,7 +33,7 @@ __all__ = [
     'claim', 'lock_running', 'complete', 'fail', 'requeue',
     'Retried', 'requeue_failed', 'restore_failed', 'retry_matching',
     'cancel', 'cancel_matching', 'take_due', 'return_due', 'reschedule',
-    'get', 'listing', 'unfinished_count', 'total_count', 'succeeded_durations',
+    'get', 'public_job', 'listing', 'unfinished_count', 'total_count', 'succeeded_durations',
     'scheduled_lateness',
     'take_stale', 'prune', 'fold_counts',
 ]

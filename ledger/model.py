@@ -86,14 +86,20 @@ class Job(BaseModel):
 
     def public(self):
         """The job as the HTTP API shows it."""
-        return {
-            'id': self.id, 'kind': self.kind, 'status': self.status,
-            'attempts': self.attempts, 'result': self.result, 'error': self.error,
-            'created_at': self.created_at.isoformat() if self.created_at else None,
-            'updated_at': self.updated_at.isoformat() if self.updated_at else None,
-            'request_id': self.request_id,
-            'run_at': self.run_at.isoformat() if self.run_at else None,
-        }
+        return public(self)
+
+
+def public(job):
+    """The job as the HTTP API shows it: a Job, or a row of the columns of
+    ledger.reads.PUBLIC."""
+    return {
+        'id': job.id, 'kind': job.kind, 'status': job.status,
+        'attempts': job.attempts, 'result': job.result, 'error': job.error,
+        'created_at': job.created_at.isoformat() if job.created_at else None,
+        'updated_at': job.updated_at.isoformat() if job.updated_at else None,
+        'request_id': job.request_id,
+        'run_at': job.run_at.isoformat() if job.run_at else None,
+    }
 
 
 class JobCount(BaseModel):

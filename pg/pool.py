@@ -13,7 +13,7 @@ from sqlalchemy import create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
-from pg.exceptions import ConfigError, PgError, translate
+from pg.exceptions import ConfigError, ConnectionLostError, PgError, translate
 
 PREFIX = 'SQLALCHEMY_'
 DEFAULT = 'default'
@@ -70,6 +70,29 @@ def shared_engine(url, pool_size=5, max_overflow=5, pool_pre_ping=True, lock_tim
                 _set_in_each_transaction(engine, settings)
             _engines[key] = engine
         return engine
+
+
+def on_live_connection(engine, work, finish=None):
+    """`work(conn)` on a connection of `engine`, an engine that skips the
+    ping on checkout (a round trip per checkout), then `finish(conn)` if
+    given; `work`'s result. A connection `work` finds dead (a database
+    restart, an idle timeout) is replaced once, as the ping would have done,
+    and `work` done again: it must be a read, or writes not committed yet.
+    `finish` (a COMMIT) is never done again: lost on its way back, it may
+    have been made."""
+    for last_try in (False, True):
+        with translate():
+            conn = engine.connect()
+        with conn:
+            try:
+                result = work(conn)
+            except ConnectionLostError:
+                if last_try:
+                    raise
+                continue  # the pool dropped its dead connections: take a new one
+            if finish is not None:
+                finish(conn)
+            return result
 
 
 def _set_in_each_transaction(engine, settings):

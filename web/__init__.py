@@ -7,6 +7,7 @@ from web.fast_post import init_fast_post
 from web.group_commit import init_group_commit
 from web.json_response import init_json_response
 from web.rate_limits import init_rate_limits
+from web.reads import init_reads
 from web.request_id import init_request_id
 from web.request_limits import init_request_limits
 from web.sessions import init_sessions
@@ -27,6 +28,7 @@ def create_app(config=None):
     init_auth(app)
     app.register_blueprint(jobs.bp)
     init_group_commit(app)
+    init_reads(app)
     app.register_blueprint(system.bp)
     app.register_blueprint(openapi.bp)
     metrics.init_metrics(app)

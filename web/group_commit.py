@@ -23,8 +23,8 @@ from contextlib import contextmanager
 from flask import current_app
 
 import ledger
-from pg.exceptions import ConnectionLostError, translate
-from pg.pool import shared_engine
+from pg.exceptions import translate
+from pg.pool import on_live_connection, shared_engine
 from service.queue import publish_recorded
 
 EXTENSION = 'group_commit'
@@ -157,13 +157,10 @@ def init_group_commit(app):
         _flush, limit=app.config['WORKER_BATCH_SIZE'],
         delay=app.config['FLASK_GROUP_COMMIT_MS'] / 1000, leaders=LEADERS)
     default = app.extensions['pg'].pool.connection().engine
-    pgbouncer = app.config['SQLALCHEMY_PGBOUNCER']
-    # A group is one INSERT, committed by itself. Not behind PgBouncer, where
-    # the connection's settings (the lock timeout) are set in each transaction.
     app.extensions[ENGINE] = shared_engine(
         default.url, pool_size=LEADERS, max_overflow=0, pool_pre_ping=False,
         lock_timeout_ms=app.config['SQLALCHEMY_LOCK_TIMEOUT_MS'],
-        pgbouncer=pgbouncer, autocommit=not pgbouncer)
+        pgbouncer=app.config['SQLALCHEMY_PGBOUNCER'])
 
 
 def _flush(jobs):
@@ -185,20 +182,12 @@ def _flush(jobs):
 def _record(jobs):
     """INSERT and COMMIT a group on a connection of the group commit's own: no
     ORM session and no ping on checkout, the hot path's biggest costs after the
-    statement; the INSERT commits itself (the COMMIT is then a no-op) but
-    behind PgBouncer. A connection found dead by the INSERT (nothing was
-    committed) is replaced once, as the ping would have done."""
-    engine = current_app.extensions[ENGINE]
-    for last_try in (False, True):
-        with translate():
-            conn = engine.connect()
-        with conn:
-            try:
-                ids = ledger.insert_jobs(conn, jobs)
-            except ConnectionLostError:
-                if last_try:
-                    raise
-                continue  # the pool dropped its dead connections: take a new one
-            with translate():
-                conn.commit()
-            return ids
+    statement. In a transaction: an INSERT that finds its connection dead was
+    not committed, and is sent again on a new one."""
+    return on_live_connection(current_app.extensions[ENGINE],
+                              lambda conn: ledger.insert_jobs(conn, jobs), finish=_commit)
+
+
+def _commit(conn):
+    with translate():
+        conn.commit()

@@ -13,7 +13,7 @@ from werkzeug.routing import BaseConverter
 import ledger
 from service.queue import publish, publish_recorded, publish_retried
 from tasks import REGISTRY
-from web import idempotency, request_id
+from web import idempotency, reads, request_id
 from web.body import json_body, storable_schema
 from web.errors import ApiError, envelope
 from web.group_commit import EXTENSION as GROUP_COMMIT
@@ -209,7 +209,10 @@ def _job(job_id):
 
 @bp.get('/jobs/<int:job_id>')
 def get_job(job_id):
-    return _job(job_id).public()
+    job = reads.public_job(job_id)
+    if job is None:
+        raise ApiError(404, f'no job {job_id}')
+    return job
 
 
 LIST_PARAMETERS = {'status', 'kind', 'limit', 'cursor'}

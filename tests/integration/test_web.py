@@ -497,17 +497,48 @@ def test_a_group_commit_connection_lost_while_idle_costs_no_request(app, client)
     assert response.status_code == 202, response.get_json()
 
 
-def test_a_group_is_committed_by_its_insert_alone(app):
-    # One statement committing itself: no BEGIN and COMMIT round trips, two
-    # of the three a group cost the web and PostgreSQL.
-    from psycopg.pq import TransactionStatus
+def test_a_polled_job_is_read_in_one_statement_of_its_own(app, client):
+    # GET /jobs/<id>, what a client polls: no ORM query on the session's
+    # connections, one statement committing itself on the reads' own.
+    from sqlalchemy import event
 
-    import ledger
-    with app.app_context(), app.extensions['group_commit_engine'].connect() as conn:
-        ledger.insert_jobs(conn, [('genre.create', GENRE, None)])
-        status = conn.connection.dbapi_connection.info.transaction_status
-    assert status == TransactionStatus.IDLE  # not INTRANS: committed already
-    assert stored_jobs(app)[0]['status'] == 'queued'
+    from ledger.reads import PUBLIC
+    from web.reads import EXTENSION
+    job_id = client.post('/jobs/genre.create', json=GENRE).get_json()['id']
+    client.get(f'/jobs/{job_id}')  # a connection an earlier test killed is replaced
+    engines = {'session': app.extensions['pg'].pool.connection().engine,
+               'reads': app.extensions[EXTENSION]}
+    seen = {name: [] for name in engines}
+    listeners = {name: (lambda name: lambda conn, cursor, statement, *rest:
+                        seen[name].append(statement))(name) for name in engines}
+    for name, engine in engines.items():
+        event.listen(engine, 'before_cursor_execute', listeners[name])
+    try:
+        answer = client.get(f'/jobs/{job_id}')
+    finally:
+        for name, engine in engines.items():
+            event.remove(engine, 'before_cursor_execute', listeners[name])
+    assert answer.status_code == 200 and answer.get_json()['status'] == 'queued'
+    assert seen['session'] == []
+    assert [statement.split('WHERE')[0] for statement in seen['reads']] == \
+        [PUBLIC.text.split('WHERE')[0]]
+    with engines['reads'].connect() as conn:
+        assert conn.connection.dbapi_connection.autocommit
+
+
+def test_a_reads_connection_lost_while_idle_costs_no_request(app, client):
+    from sqlalchemy import create_engine, text
+    job_id = client.post('/jobs/genre.create', json=GENRE).get_json()['id']
+    assert client.get(f'/jobs/{job_id}').status_code == 200
+    killer = create_engine(DATABASE_URL)
+    with killer.connect() as conn:
+        killed = conn.execute(text(
+            'SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity '
+            "WHERE datname = current_database() AND pid <> pg_backend_pid() "
+            "AND backend_type = 'client backend'")).scalar()
+    killer.dispose()
+    assert killed >= 1
+    assert client.get(f'/jobs/{job_id}').status_code == 200
 
 
 def test_no_cookie_session_is_opened_even_with_a_secret_key(make_app):
