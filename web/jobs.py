@@ -298,11 +298,15 @@ BULK_FILTERS = {'status', 'kind', 'created_before'}
 
 def _known_parameters(known):
     """400 for a query parameter not in `known`: a misspelt filter would
-    otherwise widen a listing or a bulk change to every job."""
+    otherwise widen a listing or a bulk change to every job; and for one
+    given twice, where only one of its values would be read."""
     unknown = set(request.args) - known
     if unknown:
         raise ApiError(400, f'unknown query parameter {sorted(unknown)[0][:64]!r}: '
                             f'{", ".join(sorted(known))} are')
+    repeated = sorted(name for name, values in request.args.lists() if len(values) > 1)
+    if repeated:
+        raise ApiError(400, f'query parameter {repeated[0]!r} is given more than once')
 
 
 def _filters(allowed, default, known=BULK_FILTERS):

@@ -331,6 +331,22 @@ def test_the_document_describes_the_real_answers(app, client, document):
     check('/jobs/retry', 'post', '200', client.post('/jobs/retry?status=cancelled&limit=1'))
 
 
+@pytest.mark.parametrize('method, path', [
+    ('post', '/jobs/genre.create?delay=60&delay=soon'),
+    ('post', '/jobs/genre.create/batch?run_at=2030-01-01T00:00:00Z&run_at=x'),
+    ('get', '/jobs?status=queued&status=failed'),
+    ('post', '/jobs/cancel?kind=genre.create&kind=user.create'),
+])
+def test_a_query_parameter_given_twice_is_refused(client, method, path):
+    # The document's parameters are single values: a second one would be
+    # read past (only the first was), a schedule or a filter silently lost.
+    body = {'name': 'a', 'description': 'b'}
+    answer = getattr(client, method)(path, json=[body] if 'batch' in path else body) \
+        if method == 'post' else client.get(path)
+    assert answer.status_code == 400, answer.get_data(as_text=True)
+    assert 'given more than once' in answer.get_json()['message']
+
+
 def test_a_kind_schema_with_its_own_refs_and_dialect_stays_valid():
     """$schema is kept (OpenAPI 3.1 takes 2020-12 as it is); "#/$defs/..."
     references are rebased to where the schema sits in the document."""
