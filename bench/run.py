@@ -304,9 +304,11 @@ class Bench:
             # With the probes polling, as in the run: their GETs slow the answers.
             probes = Poller(self.url, PROBES_PER_S, POLL_MS)
             probes.start()
-            achieved = wrk(self.url + path, body, 2, connections=connections,
-                           delay_ms=round(delay_ms))[0] / 2
-            probes.stop()
+            try:
+                achieved = wrk(self.url + path, body, 2, connections=connections,
+                               delay_ms=round(delay_ms))[0] / 2
+            finally:
+                probes.stop()
             answer_ms = max(0.0, 1000 * connections / max(achieved, 1) - delay_ms)
             delay_ms = max(1.0, 1000 * connections / offered - answer_ms)
         progress(f'latency: {rate:.0f}/s offered with a {delay_ms:.1f} ms pause per connection,'

@@ -200,8 +200,9 @@ def create_batch(kind_name):
     return body, 202
 
 
-def _job(job_id):
-    job = ledger.get(job_id)
+def _job(job_id, read=ledger.get):
+    """The job `job_id` as `read` gives it; 404 when there is none."""
+    job = read(job_id)
     if job is None:
         raise ApiError(404, f'no job {job_id}')
     return job
@@ -209,10 +210,7 @@ def _job(job_id):
 
 @bp.get('/jobs/<int:job_id>')
 def get_job(job_id):
-    job = reads.public_job(job_id)
-    if job is None:
-        raise ApiError(404, f'no job {job_id}')
-    return job
+    return _job(job_id, reads.public_job)
 
 
 LIST_PARAMETERS = {'status', 'kind', 'limit', 'cursor'}
