@@ -3,6 +3,7 @@ result in the transaction of its effect, fail it, or queue it for its next
 attempt. The caller's session holds the transaction; each function says
 whether it commits."""
 import json
+from typing import NamedTuple
 
 from sqlalchemy import text
 
@@ -19,7 +20,8 @@ from pg.exceptions import translate
 # owner (ledger.owners); an attempt past the first is counted as a retry.
 # Its commit does not wait for the disk (set here, where a SET LOCAL of its
 # own cost a round trip): a claim lost in a crash only undercounts attempts,
-# while the effect and the completion are committed durably.
+# while the effect and the completion are committed durably. The payloads
+# come back with it, as text (see LOCK), so a group needs no read of its own.
 CLAIM = text(f'''
 WITH async_commit AS (SELECT set_config('synchronous_commit', 'off', true)),
 claimed AS (
@@ -28,9 +30,9 @@ claimed AS (
     WHERE id IN (SELECT id FROM jobs WHERE {IN_IDS}
                  AND status NOT IN (:succeeded, :failed, :cancelled, :scheduled)
                  ORDER BY id FOR UPDATE)
-    RETURNING id, attempts, request_id, kind),
+    RETURNING id, attempts, request_id, kind, CAST(payload AS text) AS payload),
 tally AS ({counts.tally('claimed', 'retried', 'WHERE attempts > 1')})
-SELECT id, attempts, request_id, kind FROM claimed, async_commit
+SELECT id, attempts, request_id, kind, payload FROM claimed, async_commit
 ''')
 
 # Locks the rows in id order (no deadlock between two groups); the status is
@@ -46,6 +48,11 @@ ORDER BY id FOR UPDATE
 
 _SECONDS = "date_part('epoch', jobs.finished_at - jobs.created_at) AS seconds"
 
+# Only jobs still running: the caller compares the count with its own, so a
+# group that did not lock its rows first (worker.batch) learns that one was
+# finished, cancelled or swept meanwhile, and rolls back its effects. Worded
+# as "none of the other statuses" (see CLAIM): "status = running" led the
+# planner to the partial index of unfinished jobs, all of a backlog's.
 COMPLETE = text(f'''
 WITH completed AS (
     UPDATE jobs SET status = :succeeded, result = done.result, error = NULL,
@@ -53,6 +60,7 @@ WITH completed AS (
     FROM (SELECT CAST(e->>0 AS bigint) AS id, e->1 AS result
           FROM jsonb_array_elements(CAST(:done AS jsonb)) AS d(e)) AS done
     WHERE jobs.id = done.id
+      AND jobs.status NOT IN (:queued, :succeeded, :failed, :cancelled, :scheduled)
     RETURNING jobs.kind, {_SECONDS}),
 tally AS ({counts.tally('completed', 'succeeded')})
 SELECT count(*) FROM completed
@@ -76,20 +84,30 @@ WHERE id = :id AND status = :running
 MAX_ERROR = 2000
 
 
+class Claim(NamedTuple):
+    """A claimed job: its attempt's number (1 for the first), request id,
+    kind, and payload (parsed)."""
+    attempt: int
+    request_id: str
+    kind: str
+    payload: object
+
+
 def claim(session, job_ids, owner=None):
     """Mark the queued or running jobs among `job_ids` running, claimed by
     `owner` (the advisory lock key of the worker process, ledger.owners), and
     count the attempt; committed at once, so a worker that dies mid-job leaves
-    a trace. Returns {job id: (attempt number, request id, kind)}; a job
-    unknown, finished already (a duplicate delivery), cancelled or scheduled
-    is left out."""
+    a trace. Returns {job id: Claim}; a job unknown, finished already (a
+    duplicate delivery), cancelled or scheduled is left out."""
     with translate():
         claimed = session.execute(CLAIM, {
             **in_ids(job_ids), 'running': Status.RUNNING, 'owner': owner,
             'succeeded': Status.SUCCEEDED, 'failed': Status.FAILED,
             'cancelled': Status.CANCELLED, 'scheduled': Status.SCHEDULED}).all()
         session.commit()
-    return {job_id: (attempt, request_id, kind) for job_id, attempt, request_id, kind in claimed}
+    payloads = json.loads('[' + ','.join(row[4] for row in claimed) + ']')
+    return {job_id: Claim(attempt, request_id, kind, payload)
+            for (job_id, attempt, request_id, kind, _), payload in zip(claimed, payloads)}
 
 
 def lock_running(session, job_ids):
@@ -104,13 +122,16 @@ def lock_running(session, job_ids):
 
 
 def complete(session, results):
-    """Mark locked running jobs succeeded with their results, [(id, result)],
-    in the caller's transaction (not committed): with their effects."""
+    """Mark running jobs succeeded with their results, [(id, result)], in the
+    caller's transaction (not committed): with their effects. Returns how
+    many were: a job no longer running is left as it is."""
     if not results:
-        return
+        return 0
     with translate():
-        session.execute(COMPLETE, {'succeeded': Status.SUCCEEDED,
-                                   'done': json.dumps([[job_id, result] for job_id, result in results])})
+        return session.execute(COMPLETE, {
+            'succeeded': Status.SUCCEEDED, 'queued': Status.QUEUED, 'failed': Status.FAILED,
+            'cancelled': Status.CANCELLED, 'scheduled': Status.SCHEDULED,
+            'done': json.dumps([[job_id, result] for job_id, result in results])}).scalar()
 
 
 def fail(session, job_id, error):

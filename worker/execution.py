@@ -127,37 +127,38 @@ def _run_group(task, job_ids, session, config):
     apply them all in one transaction; if that fails, each in its own. Jobs
     of a kind with a timeout are applied each in its own, under its limit."""
     claimed = ledger.claim(session, job_ids, owner_key())
-    limits = {kind_name: _max_attempts(kind_name, config)  # per kind, not per job
-              for _, _, kind_name in claimed.values()}
-    ready = [job_id for job_id, (attempt, _, kind_name) in sorted(claimed.items())
-             if attempt <= limits[kind_name]]
+    limits = {job.kind: _max_attempts(job.kind, config)  # per kind, not per job
+              for job in claimed.values()}
+    ready = [job_id for job_id, job in sorted(claimed.items())
+             if job.attempt <= limits[job.kind]]
     outcomes = [DUPLICATE] * (len(set(job_ids)) - len(claimed))  # finished meanwhile
     reasons = []
     for job_id in sorted(claimed.keys() - set(ready)):  # fails them
-        outcomes.append(_attempt(job_id, *claimed[job_id], session, config, None, reasons))
-    timed = any(getattr(REGISTRY.get(claimed[j][2]), 'timeout', None) for j in ready)
+        outcomes.append(_attempt(job_id, claimed[job_id], session, config, None, reasons))
+    timed = any(getattr(REGISTRY.get(claimed[j].kind), 'timeout', None) for j in ready)
     if ready and not timed:
         try:
-            applied = run_batch(session, ready)
-            outcomes += [SUCCEEDED] * applied + [DUPLICATE] * (len(ready) - applied)
+            run_batch(session, {job_id: claimed[job_id] for job_id in ready})
+            outcomes += [SUCCEEDED] * len(ready)
             ready = []
         except BatchAborted as error:
-            request_ids = sorted({claimed[j][1] for j in ready if claimed[j][1] is not None})
+            request_ids = sorted({claimed[j].request_id for j in ready
+                                  if claimed[j].request_id is not None})
             log.info('group of %d jobs aborted (%s): applying them one by one', len(ready),
                      error, extra={'job_ids': ready, 'request_ids': request_ids})
     retry = _retry_later(task, alone=len(ready) == 1 and len(job_ids) == 1)
     for job_id in ready:
-        outcomes.append(_attempt(job_id, *claimed[job_id], session, config, retry, reasons))
+        outcomes.append(_attempt(job_id, claimed[job_id], session, config, retry, reasons))
     return _report(outcomes, reasons)
 
 
-def _attempt(job_id, attempt, request_id, kind_name, session, config, retry, reasons):
-    """Apply a claimed job in its own transaction and record its outcome (a
-    failed job's reason appended to `reasons`); the log lines meanwhile carry
-    the job's request id."""
-    token = job_request_id.set(request_id)
+def _attempt(job_id, job, session, config, retry, reasons):
+    """Apply the claimed job `job` (a ledger.Claim) in its own transaction and
+    record its outcome (a failed job's reason appended to `reasons`); the log
+    lines meanwhile carry the job's request id."""
+    token = job_request_id.set(job.request_id)
     try:
-        outcome = _attempt_alone(job_id, attempt, kind_name, session, config, retry)
+        outcome = _attempt_alone(job_id, job.attempt, job.kind, session, config, retry)
     finally:
         job_request_id.reset(token)
     if isinstance(outcome, tuple):

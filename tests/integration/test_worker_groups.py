@@ -2,6 +2,7 @@
 real database: claimed at once (visible as running), applied in one
 transaction, and one by one when one of them fails. The task is driven
 directly; tests/e2e run the same code in real worker processes."""
+import json
 import threading
 import time
 from decimal import Decimal
@@ -175,6 +176,74 @@ def test_a_large_group_is_found_by_the_primary_key_in_a_large_ledger(app):
     for statement in (statements.CLAIM, statements.LOCK):
         plan = '\n'.join(row[0] for row in sql(app, 'EXPLAIN ' + statement.text, **params))
         assert 'Seq Scan on jobs' not in plan and 'jobs_pkey' in plan, plan
+
+
+def test_the_completion_of_a_group_is_found_by_the_primary_key_among_many_running(app):
+    # The completion counts the jobs still running; as "status = running" the
+    # planner took the partial index of unfinished jobs: every running job of
+    # the ledger read to complete a few hundred.
+    from ledger import run as statements
+    from ledger.model import Status, in_ids
+    backlog = queue(app, 'genre.create', [{'name': 'jazz', 'description': 'swing'}] * 30_000)
+    ids = queue(app, 'genre.create', [{'name': 'jazz', 'description': 'swing'}] * 500)
+    # The statistics say few run (as when claims outpace autovacuum's analyze).
+    sql(app, 'ANALYZE jobs')
+    sql(app, "UPDATE jobs SET status = 'running' WHERE id = ANY(:ids)", ids=backlog + ids)
+    done = json.dumps([[job_id, {'id': job_id}] for job_id in ids])
+    plan = '\n'.join(row[0] for row in sql(app, 'EXPLAIN ' + statements.COMPLETE.text, done=done, **{
+        status: status for status in ('succeeded', 'queued', 'failed', 'cancelled', 'scheduled',
+                                      'running')}))
+    assert 'ix_jobs_unfinished' not in plan and 'jobs_pkey' in plan, plan
+
+
+def test_a_group_rolls_back_when_one_of_its_jobs_was_finished_meanwhile(app):
+    # The group does not lock its rows before applying them: its completion
+    # counts those still running. A job a duplicate delivery finished after
+    # the claim makes the whole group roll back (no effect twice); the runner
+    # then applies the others one by one.
+    from ledger import claim
+    from worker.batch import BatchAborted, run_batch
+    ids = queue(app, 'genre.create', [{'name': 'jazz', 'description': 'swing'}] * 3)
+    with app.app_context():
+        session = app.extensions['pg'].pool.connection().session
+        claimed = claim(session, ids)
+        sql(app, "UPDATE jobs SET status = 'succeeded' WHERE id = :i", i=ids[-1])
+        with pytest.raises(BatchAborted, match='1 of the jobs no longer running'):
+            run_batch(session, claimed)
+    assert sql(app, 'SELECT count(*) FROM genre')[0][0] == 0
+    assert [row[0] for row in jobs(app, ids)] == ['running', 'running', 'succeeded']
+    assert run(app, 'genre.create', ids)[0] == {'succeeded': 2, 'duplicate': 1}
+    assert sql(app, 'SELECT count(*) FROM genre')[0][0] == 2
+
+
+def test_two_deliveries_of_a_group_apply_it_once(app):
+    # Both claim the group (the second claim counts a second attempt), then
+    # apply it at once, each in its own app context (its own session): the
+    # later completion waits for the earlier's commit, finds the jobs
+    # succeeded and rolls its effects back.
+    from ledger import claim
+    from worker.batch import BatchAborted, run_batch
+    ids = queue(app, 'genre.create', [{'name': 'jazz', 'description': 'swing'}] * 4)
+    claimed, outcomes = threading.Barrier(2), []
+
+    def deliver():
+        with app.app_context():
+            session = app.extensions['pg'].pool.connection().session
+            group = claim(session, ids)
+            claimed.wait()
+            try:
+                run_batch(session, group)
+                outcomes.append('applied')
+            except BatchAborted as error:
+                outcomes.append(str(error))
+    deliveries = [threading.Thread(target=deliver) for _ in range(2)]
+    for delivery in deliveries:
+        delivery.start()
+    for delivery in deliveries:
+        delivery.join(10)
+    assert sorted(outcomes) == ['4 of the jobs no longer running', 'applied']
+    assert sql(app, 'SELECT count(*) FROM genre')[0][0] == 4
+    assert {row[0] for row in jobs(app, ids)} == {'succeeded'}
 
 
 def test_the_claim_sets_its_own_commit_not_to_wait_for_the_disk(app):
