@@ -23,6 +23,19 @@ tally AS ({counts.tally('new', 'accepted')})
 SELECT id FROM new
 ''')
 
+# A batch's jobs share their kind and request id: only the payloads travel
+# as the document, each element of it a job's payload as it is.
+INSERT_BATCH = text(f'''
+WITH new AS (
+    INSERT INTO jobs (kind, payload, status, attempts, request_id)
+    SELECT CAST(:kind AS varchar), payload, :queued, 0, :request_id
+    FROM jsonb_array_elements(CAST(:payloads AS jsonb)) WITH ORDINALITY AS t(payload, n)
+    ORDER BY n
+    RETURNING id, kind),
+tally AS ({counts.tally('new', 'accepted')})
+SELECT id FROM new
+''')
+
 # A key older than its window is let go (its job stays): the key then makes a new job.
 EXPIRE_KEYS = text('''
 UPDATE jobs SET idempotency_scope = NULL, idempotency_key = NULL, request_digest = NULL
@@ -47,6 +60,17 @@ def insert_jobs(conn, jobs):
     return sorted(ids)
 
 
+def insert_batch(conn, kind, payloads, request_id=None):
+    """Insert one queued job of `kind` per payload, all of the request
+    `request_id`, on a Session or a Connection (not committed); return their
+    ids in order."""
+    with translate():
+        ids = conn.scalars(INSERT_BATCH, {'kind': kind, 'queued': Status.QUEUED,
+                                          'request_id': request_id,
+                                          'payloads': json.dumps(payloads)}).all()
+    return sorted(ids)
+
+
 def record(session, kind, payloads, *, scope=None, keys=None, digests=None, request_id=None,
            run_at=None, key_window=None):
     """Insert one queued job per payload (not committed), each with the
@@ -59,7 +83,7 @@ def record(session, kind, payloads, *, scope=None, keys=None, digests=None, requ
     key is forgotten and makes a new job. Raises IdempotencyConflict when a
     key was used for another request."""
     if keys is None and run_at is None:
-        return insert_jobs(session, [(kind, p, request_id) for p in payloads]), True
+        return insert_batch(session, kind, payloads, request_id), True
     with translate():
         if keys is not None and key_window is not None:
             session.execute(EXPIRE_KEYS, {'scope': scope, 'keys': list(keys),
