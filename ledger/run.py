@@ -11,7 +11,10 @@ from ledger import counts
 from ledger.model import IN_IDS, Status, in_ids
 from pg.exceptions import translate
 
-# In id order, so two deliveries of one group cannot deadlock. A cancelled
+# The rows are taken in the order of the primary key's scan, the ids' order
+# (the ids sorted): two deliveries of one group wait for one another rather
+# than deadlock; should a plan ever take them in another order, PostgreSQL
+# fails one of the two, retried as any transient error. A cancelled
 # job is never claimed (its message may arrive after the cancel), nor a
 # scheduled one (a message of an earlier attempt). "Not finished or waiting"
 # rather than "queued or running": worded so, the condition cannot
@@ -27,9 +30,7 @@ WITH async_commit AS (SELECT set_config('synchronous_commit', 'off', true)),
 claimed AS (
     UPDATE jobs SET status = :running, attempts = attempts + 1, updated_at = now(),
                     claimed_by = :owner
-    WHERE id IN (SELECT id FROM jobs WHERE {IN_IDS}
-                 AND status NOT IN (:succeeded, :failed, :cancelled, :scheduled)
-                 ORDER BY id FOR UPDATE)
+    WHERE {IN_IDS} AND status NOT IN (:succeeded, :failed, :cancelled, :scheduled)
     RETURNING id, attempts, request_id, kind, CAST(payload AS text) AS payload),
 tally AS ({counts.tally('claimed', 'retried', 'WHERE attempts > 1')})
 SELECT id, attempts, request_id, kind, payload FROM claimed, async_commit
