@@ -24,7 +24,9 @@ from pg.exceptions import translate
 # Its commit does not wait for the disk (set here, where a SET LOCAL of its
 # own cost a round trip): a claim lost in a crash only undercounts attempts,
 # while the effect and the completion are committed durably. The payloads
-# come back with it, as text (see LOCK), so a group needs no read of its own.
+# come back with it as text, parsed in one json.loads (the driver's jsonb
+# loader, called row by row, cost a group of 500 jobs more than its own
+# statement), so the lock before the effect reads no more than the status.
 CLAIM = text(f'''
 WITH async_commit AS (SELECT set_config('synchronous_commit', 'off', true)),
 claimed AS (
@@ -40,20 +42,13 @@ SELECT id, attempts, request_id, kind, payload FROM claimed, async_commit
 # checked once the lock is held (a duplicate delivery may have finished them),
 # and in Python: a status condition here could lead the planner to the
 # partial index of unfinished jobs rather than the primary key. The payloads
-# come as text, parsed in one json.loads: the driver's jsonb loader, called
-# row by row, cost a group of 500 jobs more than its own statement.
+# came with the claim.
 LOCK = text(f'''
-SELECT id, kind, CAST(payload AS text), status FROM jobs WHERE {IN_IDS}
-ORDER BY id FOR UPDATE
+SELECT id, status FROM jobs WHERE {IN_IDS} ORDER BY id FOR UPDATE
 ''')
 
 _SECONDS = "date_part('epoch', jobs.finished_at - jobs.created_at) AS seconds"
 
-# Only jobs still running: the caller compares the count with its own, so a
-# group that did not lock its rows first (worker.batch) learns that one was
-# finished, cancelled or swept meanwhile, and rolls back its effects. Worded
-# as "none of the other statuses" (see CLAIM): "status = running" led the
-# planner to the partial index of unfinished jobs, all of a backlog's.
 COMPLETE = text(f'''
 WITH completed AS (
     UPDATE jobs SET status = :succeeded, result = done.result, error = NULL,
@@ -61,7 +56,6 @@ WITH completed AS (
     FROM (SELECT CAST(e->>0 AS bigint) AS id, e->1 AS result
           FROM jsonb_array_elements(CAST(:done AS jsonb)) AS d(e)) AS done
     WHERE jobs.id = done.id
-      AND jobs.status NOT IN (:queued, :succeeded, :failed, :cancelled, :scheduled)
     RETURNING jobs.kind, {_SECONDS}),
 tally AS ({counts.tally('completed', 'succeeded')})
 SELECT count(*) FROM completed
@@ -113,26 +107,21 @@ def claim(session, job_ids, owner=None):
 
 def lock_running(session, job_ids):
     """Lock the jobs' rows (until the caller's transaction ends) and return
-    [(id, kind, payload)] of those still running, in id order: the others were
-    finished meanwhile (a duplicate delivery)."""
+    the ids of those still running, in order: the others were finished
+    meanwhile (a duplicate delivery)."""
     with translate():
-        rows = [row for row in session.execute(LOCK, in_ids(job_ids)).all()
-                if row[3] == Status.RUNNING]
-    payloads = json.loads('[' + ','.join(row[2] for row in rows) + ']')
-    return [(job_id, kind, payload) for (job_id, kind, *_), payload in zip(rows, payloads)]
+        return [job_id for job_id, status in session.execute(LOCK, in_ids(job_ids))
+                if status == Status.RUNNING]
 
 
 def complete(session, results):
-    """Mark running jobs succeeded with their results, [(id, result)], in the
-    caller's transaction (not committed): with their effects. Returns how
-    many were: a job no longer running is left as it is."""
+    """Mark locked running jobs succeeded with their results, [(id, result)],
+    in the caller's transaction (not committed): with their effects."""
     if not results:
-        return 0
+        return
     with translate():
-        return session.execute(COMPLETE, {
-            'succeeded': Status.SUCCEEDED, 'queued': Status.QUEUED, 'failed': Status.FAILED,
-            'cancelled': Status.CANCELLED, 'scheduled': Status.SCHEDULED,
-            'done': json.dumps([[job_id, result] for job_id, result in results])}).scalar()
+        session.execute(COMPLETE, {'succeeded': Status.SUCCEEDED,
+                                   'done': json.dumps([[job_id, result] for job_id, result in results])})
 
 
 def fail(session, job_id, error):

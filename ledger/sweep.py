@@ -6,13 +6,11 @@ from ledger.model import Status, id_array
 from ledger.owners import HELD
 from pg.exceptions import translate
 
-# A running job is taken when its owner's advisory lock is no longer held
-# (the worker died; after `lost_age`, so that the broker's copy of its
-# message, handed back by the sweep, goes first), or, whoever claimed it,
-# after `running_age`. A live worker's row is locked while it completes the
-# job (SKIP LOCKED passes over it). Taken before that, it is still applied
-# once: only one transaction turns it from running to succeeded, with its
-# effect; the other finds it no longer running and rolls back (ledger.run).
+# A running job's row is locked while its worker applies it, so SKIP LOCKED
+# passes over live jobs. A running job is taken when its owner's advisory
+# lock is no longer held (the worker died; after `lost_age`, so that the
+# broker's copy of its message, handed back by the sweep, goes first), or,
+# whoever claimed it, after `running_age`.
 # A queued job is taken when its message is nowhere: queued for
 # `queued_age`, not held by a worker (:held, the ids of the messages fetched
 # and not acked), and older by `lost_age` than the jobs of the oldest message

@@ -1,15 +1,11 @@
 """Many claimed jobs in one transaction (group commit).
 
-Their effects run kind by kind (one multi-row INSERT where the kind offers
-it) from the payloads their claim returned; their completion is one UPDATE
-of the jobs still running; one COMMIT makes effects and completions durable
-together, so exactly-once holds job by job as on the single path.
-
-Optimistic: the rows are not locked first (a lock per row is a write per
-row, and a statement). The completion locks them and counts them: if one
-was finished meanwhile (a duplicate delivery came first), cancelled or
-swept, or if anything else goes wrong, the whole transaction is rolled back
-and the caller runs each job alone, to retry or fail it with its own reason.
+Their rows are locked, still running; their effects run kind by kind (one
+multi-row INSERT where the kind offers it); their completion is one UPDATE;
+one COMMIT makes effects and completions durable together, so exactly-once
+holds job by job as on the single path. Optimistic: if anything goes wrong,
+the whole transaction is rolled back and the caller runs each job alone, to
+retry or fail it with its own reason.
 """
 import ledger
 from pg.exceptions import PgError, translate
@@ -22,11 +18,11 @@ class BatchAborted(Exception):
 
 def run_batch(session, claimed):
     """Apply the claimed jobs `claimed` ({id: ledger.Claim}) in one
-    transaction. Raises BatchAborted, everything rolled back, unless all of
-    them were applied."""
+    transaction; return how many were applied (the others were finished
+    meanwhile). Raises BatchAborted, everything rolled back."""
     try:
         by_kind = {}
-        for job_id in sorted(claimed):
+        for job_id in ledger.lock_running(session, list(claimed)):
             by_kind.setdefault(claimed[job_id].kind, []).append((job_id, claimed[job_id].payload))
         results = []
         for kind_name, jobs in by_kind.items():
@@ -35,11 +31,10 @@ def run_batch(session, claimed):
                 raise JobFailed(f'unknown job kind {kind_name}')
             outcomes = kind.apply_many([payload for _, payload in jobs])
             results.extend((job_id, out) for (job_id, _), out in zip(jobs, outcomes))
-        completed = ledger.complete(session, results)
-        if completed != len(results):
-            raise BatchAborted(f'{len(results) - completed} of the jobs no longer running')
+        ledger.complete(session, results)
         with translate():
             session.commit()
+        return len(results)
     except Exception as error:
         # Whatever it was (a refused job, a lost lock, a bug), the single path
         # will say which job and why: undo everything and let it.
@@ -48,6 +43,4 @@ def run_batch(session, claimed):
                 session.rollback()
         except PgError:
             pass
-        if isinstance(error, BatchAborted):
-            raise
         raise BatchAborted(f'{type(error).__name__}: {error}') from error

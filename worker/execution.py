@@ -66,17 +66,15 @@ def _max_attempts(kind_name, config):
     return kind.attempts(config['WORKER_MAX_ATTEMPTS']) if kind else config['WORKER_MAX_ATTEMPTS']
 
 
-def _apply(session, job_id, kind_name):
-    """Lock the job, apply its effect, mark it succeeded, within the kind's
-    timeout; the caller commits. Returns False when the job was finished
-    meanwhile (a duplicate)."""
-    kind = _kind(kind_name)
+def _apply(session, job_id, job):
+    """Lock the claimed job `job`, apply its effect, mark it succeeded, within
+    its kind's timeout; the caller commits. Returns False when the job was
+    finished meanwhile (a duplicate)."""
+    kind = _kind(job.kind)
     with time_limit(session, kind.timeout):
-        locked = ledger.lock_running(session, [job_id])
-        if not locked:
+        if not ledger.lock_running(session, [job_id]):
             return False
-        [(_, _, payload)] = locked
-        ledger.complete(session, [(job_id, kind.handler(payload))])
+        ledger.complete(session, [(job_id, kind.handler(job.payload))])
     return True
 
 
@@ -138,8 +136,8 @@ def _run_group(task, job_ids, session, config):
     timed = any(getattr(REGISTRY.get(claimed[j].kind), 'timeout', None) for j in ready)
     if ready and not timed:
         try:
-            run_batch(session, {job_id: claimed[job_id] for job_id in ready})
-            outcomes += [SUCCEEDED] * len(ready)
+            applied = run_batch(session, {job_id: claimed[job_id] for job_id in ready})
+            outcomes += [SUCCEEDED] * applied + [DUPLICATE] * (len(ready) - applied)
             ready = []
         except BatchAborted as error:
             request_ids = sorted({claimed[j].request_id for j in ready
@@ -158,7 +156,7 @@ def _attempt(job_id, job, session, config, retry, reasons):
     lines meanwhile carry the job's request id."""
     token = job_request_id.set(job.request_id)
     try:
-        outcome = _attempt_alone(job_id, job.attempt, job.kind, session, config, retry)
+        outcome = _attempt_alone(job_id, job, session, config, retry)
     finally:
         job_request_id.reset(token)
     if isinstance(outcome, tuple):
@@ -167,7 +165,8 @@ def _attempt(job_id, job, session, config, retry, reasons):
     return outcome
 
 
-def _attempt_alone(job_id, attempt, kind_name, session, config, retry):
+def _attempt_alone(job_id, job, session, config, retry):
+    attempt, kind_name = job.attempt, job.kind
     max_attempts = _max_attempts(kind_name, config)
     if attempt > max_attempts:
         # Earlier attempts died with their worker (killed, out of memory): stop here.
@@ -176,7 +175,7 @@ def _attempt_alone(job_id, attempt, kind_name, session, config, retry):
         log.warning('job %s failed: %s', job_id, reason, extra={'job_id': job_id})
         return FAILED, reason
     try:
-        applied = _apply(session, job_id, kind_name)
+        applied = _apply(session, job_id, job)
         with translate():
             session.commit()
         return SUCCEEDED if applied else DUPLICATE
