@@ -110,8 +110,8 @@ def lock_running(session, job_ids):
     the ids of those still running, in order: the others were finished
     meanwhile (a duplicate delivery)."""
     with translate():
-        return [job_id for job_id, status in session.execute(LOCK, in_ids(job_ids))
-                if status == Status.RUNNING]
+        rows = session.execute(LOCK, in_ids(job_ids)).all()  # at once: row by row cost 2x
+    return [job_id for job_id, status in rows if status == Status.RUNNING]
 
 
 def complete(session, results):
