@@ -1,11 +1,12 @@
 """The ORM layer of the seed API: `init_db(app)` and the `Database` it returns."""
 from sqlalchemy import text
 
-from pg.exceptions import translate
+from pg.exceptions import TransientError, translate
 from pg.orm import BaseModel
 from pg.pool import DEFAULT, Connection, Pool, database_urls, shared_engine
 
 EXTENSION = 'pg'
+TRUNCATE_ATTEMPTS = 3  # cleandb's, when a concurrent transaction is in its way
 
 
 class Database:
@@ -42,13 +43,21 @@ class Database:
         tables = BaseModel.metadata.sorted_tables
         if not tables:
             return
-        with translate():
-            for engine in self._engines(connection_name):
-                # Identifiers cannot be bound: they come from the models, quoted by the dialect.
-                quote = engine.dialect.identifier_preparer.format_table
-                names = ', '.join(quote(t) for t in tables)
-                with engine.begin() as conn:
-                    conn.execute(text(f'TRUNCATE {names} RESTART IDENTITY CASCADE'))
+        for engine in self._engines(connection_name):
+            # Identifiers cannot be bound: they come from the models, quoted by the dialect.
+            quote = engine.dialect.identifier_preparer.format_table
+            names = ', '.join(quote(t) for t in tables)
+            for attempt in range(1, TRUNCATE_ATTEMPTS + 1):
+                try:
+                    with translate(), engine.begin() as conn:
+                        conn.execute(text(f'TRUNCATE {names} RESTART IDENTITY CASCADE'))
+                    break
+                except TransientError:
+                    # A live service's transaction (beat's sweep, a worker) held one
+                    # of the tables, maybe while waiting for another TRUNCATE had
+                    # taken (a deadlock, TRUNCATE its victim).
+                    if attempt == TRUNCATE_ATTEMPTS:
+                        raise
 
     def dropdb(self, connection_name=None):
         """Drop every model table, in one database or in all of them."""
