@@ -22,7 +22,7 @@ from ledger.reads import (get, listing, public_job, scheduled_lateness, succeede
                           total_count, unfinished_count)
 from ledger.record import insert_jobs, record, withdraw
 from ledger.retention import prune
-from ledger.run import Claim, claim, complete, fail, lock_running, requeue
+from ledger.run import Claim, claim, complete, fail, lock_running, payloads, requeue
 from ledger.schedule import reschedule, return_due, take_due
 from ledger.sweep import take_stale
 
@@ -30,7 +30,7 @@ __all__ = [
     'Job', 'JobCount', 'Status', 'MAX_JOB_ID', 'Owner',
     'LedgerError', 'IdempotencyConflict', 'JobNotFound', 'WrongStatus',
     'record', 'insert_jobs', 'withdraw',
-    'Claim', 'claim', 'lock_running', 'complete', 'fail', 'requeue',
+    'Claim', 'claim', 'payloads', 'lock_running', 'complete', 'fail', 'requeue',
     'Retried', 'requeue_failed', 'restore_failed', 'retry_matching',
     'cancel', 'cancel_matching', 'take_due', 'return_due', 'reschedule',
     'get', 'public_job', 'listing', 'unfinished_count', 'total_count', 'succeeded_durations',

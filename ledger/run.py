@@ -24,9 +24,8 @@ from pg.exceptions import translate
 # Its commit does not wait for the disk (set here, where a SET LOCAL of its
 # own cost a round trip): a claim lost in a crash only undercounts attempts,
 # while the effect and the completion are committed durably. The payloads
-# come back with it as text, parsed in one json.loads (the driver's jsonb
-# loader, called row by row, cost a group of 500 jobs more than its own
-# statement), so the lock before the effect reads no more than the status.
+# come back with it as text (see payloads()), so the lock before the effect
+# reads no more than the status.
 CLAIM = text(f'''
 WITH async_commit AS (SELECT set_config('synchronous_commit', 'off', true)),
 claimed AS (
@@ -81,11 +80,19 @@ MAX_ERROR = 2000
 
 class Claim(NamedTuple):
     """A claimed job: its attempt's number (1 for the first), request id,
-    kind, and payload (parsed)."""
+    kind, and payload as JSON text (parsed by each attempt: a handler may
+    change the dict it is given; see payloads())."""
     attempt: int
     request_id: str
     kind: str
-    payload: object
+    payload: str
+
+
+def payloads(claims):
+    """The payloads of the Claims `claims`, parsed, in order: fresh dicts,
+    in one json.loads (the driver's jsonb loader, called row by row, cost a
+    group of 500 jobs more than its own statement)."""
+    return json.loads('[' + ','.join(claim.payload for claim in claims) + ']')
 
 
 def claim(session, job_ids, owner=None):
@@ -100,9 +107,8 @@ def claim(session, job_ids, owner=None):
             'succeeded': Status.SUCCEEDED, 'failed': Status.FAILED,
             'cancelled': Status.CANCELLED, 'scheduled': Status.SCHEDULED}).all()
         session.commit()
-    payloads = json.loads('[' + ','.join(row[4] for row in claimed) + ']')
     return {job_id: Claim(attempt, request_id, kind, payload)
-            for (job_id, attempt, request_id, kind, _), payload in zip(claimed, payloads)}
+            for job_id, attempt, request_id, kind, payload in claimed}
 
 
 def lock_running(session, job_ids):

@@ -22,8 +22,9 @@ def run_batch(session, claimed):
     meanwhile). Raises BatchAborted, everything rolled back."""
     try:
         by_kind = {}
-        for job_id in ledger.lock_running(session, list(claimed)):
-            by_kind.setdefault(claimed[job_id].kind, []).append((job_id, claimed[job_id].payload))
+        running = ledger.lock_running(session, list(claimed))
+        for job_id, payload in zip(running, ledger.payloads(claimed[j] for j in running)):
+            by_kind.setdefault(claimed[job_id].kind, []).append((job_id, payload))
         results = []
         for kind_name, jobs in by_kind.items():
             kind = REGISTRY.get(kind_name)

@@ -74,7 +74,8 @@ def _apply(session, job_id, job):
     with time_limit(session, kind.timeout):
         if not ledger.lock_running(session, [job_id]):
             return False
-        ledger.complete(session, [(job_id, kind.handler(job.payload))])
+        [payload] = ledger.payloads([job])  # not the batch's: a handler may change it
+        ledger.complete(session, [(job_id, kind.handler(payload))])
     return True
 
 

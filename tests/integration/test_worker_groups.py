@@ -204,6 +204,20 @@ def test_a_group_leaves_out_a_job_finished_after_its_claim(app):
     assert {row[0] for row in jobs(app, ids)} == {'succeeded'}
 
 
+def test_a_group_applied_again_job_by_job_gives_each_handler_its_payload_afresh(app):
+    # genre.update's handler takes the id out of the dict it is given: after
+    # the group failed (its second job), the first job's handler, run alone,
+    # was given the same dict again, without its id, and failed.
+    [(genre,)] = sql(app, "INSERT INTO genre (name, description) VALUES ('g', 'd') RETURNING id")
+    ids = queue(app, 'genre.update', [{'id': genre, 'description': 'new'},
+                                      {'id': 2**31 - 1, 'name': 'nothing'},
+                                      {'id': genre, 'name': 'again'}])
+    assert run(app, 'genre.update', ids)[0] == {'succeeded': 2, 'failed': 1}
+    assert [row[0] for row in jobs(app, ids)] == ['succeeded', 'failed', 'succeeded']
+    assert sql(app, 'SELECT name, description FROM genre WHERE id = :i', i=genre) == [
+        ('again', 'new')]
+
+
 def test_two_deliveries_of_a_group_apply_it_once(app):
     # Both claim the group (the second claim counts a second attempt), then
     # apply it at once, each in its own app context (its own session): the
