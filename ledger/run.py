@@ -83,7 +83,7 @@ class Claim(NamedTuple):
     kind, and payload as JSON text (parsed by each attempt: a handler may
     change the dict it is given; see payloads())."""
     attempt: int
-    request_id: str
+    request_id: str | None
     kind: str
     payload: str
 
