@@ -1,7 +1,11 @@
 """The objects manager and instance methods against the real PostgreSQL,
 through each driver (psycopg 3 and psycopg2)."""
+import threading
+import time
+
 import pytest
 from flask import g
+from sqlalchemy import text
 
 from pg import exceptions
 from tasks.music import Album, Artist, Genre
@@ -196,7 +200,6 @@ def test_connections_plan_each_statement_for_its_values(db):
 def waiting(engine):
     """Whether a TRUNCATE waits for a lock (pg_stat_activity is read once
     per transaction: each look in a transaction of its own)."""
-    from sqlalchemy import text
     with engine.connect() as conn:
         return conn.execute(text("SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
                                  "AND query LIKE 'TRUNCATE%'")).first() is not None
@@ -206,10 +209,6 @@ def test_cleandb_tries_again_when_a_concurrent_transaction_deadlocks_with_it(db)
     # A live service's transaction (beat's sweep) held one table while
     # waiting for another that cleandb's TRUNCATE had taken: TRUNCATE was the
     # deadlock victim, and a benchmark's reset between scenarios failed.
-    import threading
-    import time
-
-    from sqlalchemy import text
     make_genres(db, 3)
     engine = db.pool.connection().engine
     errors = []
