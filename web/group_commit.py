@@ -14,7 +14,13 @@ its group arrived or the last flush ended, whichever is later: under steady
 load the same clients come back, so a group goes as soon as they all are in,
 not after the delay, and two halves that took turns (one flushing while the
 other gathered) merge again. A job alone is flushed at once; a group that
-came short makes the next one expect fewer.
+came short makes the next one expect fewer. Nor does a group wait for
+requests that are not coming: once none is in the view before its submit
+and none has come in for a while (a fifth of the delay, or three times a
+request's own time in the view if longer), it goes. Below the peak, clients
+come back at their own pace, and the count of the requests lately in the
+view (those waiting for their flush among them) overstates the next group:
+at half the single peak, most groups waited out the whole delay.
 """
 import threading
 import time
@@ -33,6 +39,13 @@ ENGINE = 'group_commit_engine'
 # commits, and a second flush at once only split the groups (two of half the
 # size cost more per job, on the worker's side too, and went no faster).
 LEADERS = 1
+# A group goes once no request has come in for this share of the delay...
+QUIET_SHARE = 0.2
+# ...or for this many times a request's own time in the view, if longer: on a
+# slow machine, the gap between two requests at the peak.
+QUIET_SERVICES = 3
+# The weight of the last request in the running mean of the time in the view.
+SERVICE_WEIGHT = 0.125
 
 
 class _Waiter:
@@ -68,6 +81,10 @@ class GroupCommit:
         self._waiting = []  # submitted, not yet in a group
         self._leaders = 0
         self._in_view = 0   # requests in `arriving` now
+        self._reading = 0   # of those, the ones that have not submitted yet
+        self._entered = 0.0  # when the last request came into the view (monotonic)
+        self._service = 0.0  # a request's time in the view before its submit, running mean
+        self._request = threading.local()  # greenlet-local under gevent
         self._expected = 0  # the group a leader waits for: the most in the view lately
         self._flushed = 0.0  # when the last flush ended (monotonic)
         self._gathered = threading.Condition(self._lock)
@@ -80,20 +97,36 @@ class GroupCommit:
     def arriving(self):
         """Around a request that may submit a job: it counts in the group a
         leader waits for."""
+        request = self._request
         with self._lock:
+            request.entered = self._entered = time.monotonic()
             self._in_view += 1
+            self._reading += 1
             self._expected = max(self._expected, self._in_view)
         try:
             yield
         finally:
             with self._lock:
                 self._in_view -= 1
+                if request.entered is not None:  # left without a job
+                    self._reading -= 1
+                request.entered = None
+
+    def _quiet_spell(self):
+        """(Under the lock.) How long no request must have come in before a
+        group stops waiting for more."""
+        return max(self._delay * QUIET_SHARE, QUIET_SERVICES * self._service)
 
     def submit(self, *job):
         """Record and publish one job, (kind, payload, ...), with the others
         waiting; return its id. Raises what the flush of its group raised."""
         me = _Waiter(job)
+        entered = getattr(self._request, 'entered', None)
         with self._lock:
+            if entered is not None:  # submitted from `arriving`
+                self._request.entered = None
+                self._reading -= 1
+                self._service += SERVICE_WEIGHT * (me.arrived - entered - self._service)
             self._waiting.append(me)
             if self._ready():
                 self._gathered.notify_all()
@@ -117,11 +150,16 @@ class GroupCommit:
                 # that came meanwhile, sent at once, made a group of a few.
                 deadline = max(self._waiting[0].arrived, self._flushed) + self._delay
                 while not self._ready():
-                    left = deadline - time.monotonic()
+                    now = time.monotonic()
+                    left = deadline - now
                     if left <= 0:
                         self._expected = len(self._waiting)  # fewer came: expect fewer
                         break
-                    self._gathered.wait(left)
+                    spell = self._quiet_spell()
+                    # From the end of the last flush too: its clients are on their way back.
+                    if self._reading == 0 and now - max(self._entered, self._flushed) >= spell:
+                        break  # none is on its way: the rest of the group is not coming soon
+                    self._gathered.wait(min(left, spell))
             group = self._waiting[:self._limit]
             del self._waiting[:self._limit]
         if group:

@@ -184,3 +184,48 @@ def test_a_flush_slower_than_the_delay_does_not_split_the_clients():
     sizes = [len(g) for g in flush.groups]
     assert sum(sizes) == 80
     assert len(sizes) <= 14, f'groups split: {sizes}'
+
+
+def together(group_commit, clients, pause=0.0):
+    """`clients` threads come into the view together, each submits one job
+    `pause` seconds later (its body read and checked meanwhile); returns the
+    seconds until the last was answered."""
+    inside = threading.Barrier(clients)
+
+    def client(c):
+        with group_commit.arriving():
+            inside.wait()
+            time.sleep(pause * c)
+            group_commit.submit('k', {'c': c})
+
+    threads = [threading.Thread(target=client, args=(c,)) for c in range(clients)]
+    began = time.monotonic()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert not any(t.is_alive() for t in threads)
+    return time.monotonic() - began
+
+
+def test_a_group_does_not_wait_out_the_delay_for_requests_that_are_not_coming():
+    # Four came together, so a leader expects four. Below the peak the next
+    # request comes alone, and none is on its way: it goes once nothing has
+    # come in for a fifth of the delay, not after the whole delay.
+    flush = Recorder(seconds=0)
+    group_commit = GroupCommit(flush, limit=100, delay=1.0, leaders=1)
+    together(group_commit, clients=4)
+    assert [len(g) for g in flush.groups] == [4]
+    took = together(group_commit, clients=1)
+    assert [len(g) for g in flush.groups] == [4, 1]
+    assert 0.15 < took < 0.6, f'{took:.2f} s'
+
+
+def test_a_group_waits_for_a_request_on_its_way():
+    # The second request spends longer in the view (its body read and checked)
+    # than the quiet spell: the group waits for its job all the same.
+    flush = Recorder(seconds=0)
+    group_commit = GroupCommit(flush, limit=100, delay=1.0, leaders=1)
+    took = together(group_commit, clients=2, pause=0.35)
+    assert [len(g) for g in flush.groups] == [2]
+    assert took < 0.9, f'{took:.2f} s: the group waited out the delay'
