@@ -1,6 +1,7 @@
 """gunicorn reads this file from its working directory (the project's root,
 where the Procfile's web command runs): its own lines (start, workers, errors)
 are then written in LOG_FORMAT, as the app's are (logs.py)."""
+import gc
 import time
 
 from service import logs
@@ -26,3 +27,12 @@ def post_request(worker, req, environ, resp):
     100-200 ms with 2-4 connections at 0.2 ms a request. time.sleep is gevent's
     under the gevent worker (a switch through the hub); elsewhere it is a no-op."""
     time.sleep(0)
+
+
+def post_worker_init(worker):
+    """Keep what loading the app made (about 110,000 objects: Flask, SQLAlchemy,
+    Celery, the schemas) out of the collector's full passes. Each pass scanned
+    them all: 50-85 ms with every request waiting, twice in 10 s at half the
+    single peak after a batch scenario had stirred the heap (p99 to seen
+    `succeeded` 138 ms). Frozen, a full pass scans only what requests made."""
+    gc.freeze()

@@ -1,5 +1,6 @@
 """The entry point of the celery command (worker, beat, flower):
 `celery -A worker.main worker`."""
+import gc
 import logging
 
 from celery import signals
@@ -54,3 +55,11 @@ def _redirect_prints(conf=None, **_):
     # What Celery does when it sets up logging itself: a stray print is a log line.
     if conf.worker_redirect_stdouts:
         celery.log.redirect_stdouts(conf.worker_redirect_stdouts_level)
+
+
+@signals.worker_process_init.connect
+def _freeze_startup_objects(**_):
+    """A pool process keeps what loading the app made out of the collector's
+    full passes (as the web does, gunicorn.conf.py): a batch's hundreds of
+    payloads at once start them, and each scanned every object of the app."""
+    gc.freeze()
