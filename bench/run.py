@@ -164,7 +164,6 @@ class Bench:
             self.env.update({f'WORKER_RETAIN_{status.upper()}_SECONDS': '0'
                              for status in ledger.Status.finished()})
         self.processes = {}
-        self._checkpoint_urls = (DB_URL, os.environ.get('PG_ADMIN_URL', ADMIN_URL))
 
     def sql(self, statement, **params):
         with self.engine.begin() as conn:
@@ -208,13 +207,8 @@ class Bench:
             process.stop()
 
     def reset(self):
-        """Empty tables, and the last scenario's writes on disk: the floor and
-        batch write GBs of WAL in seconds, whose checkpoints otherwise went on
-        through the next scenario (latency after batch: POST to 202 p99 12 ms
-        where alone it was 8-9)."""
         with self.app.app_context():
             self.app.extensions['pg'].cleandb()
-        self.checkpoint()
 
     def meter(self):
         """A CpuMeter of the service: its processes' trees, their backends, Redis."""
@@ -371,27 +365,23 @@ class Bench:
         return size
 
     def checkpoint(self):
-        """Write out what the last scenario (or the history's fill) left dirty
-        now: its checkpoints otherwise went on through the next scenarios
-        (single after a fill of 10M ran at 0.63 to 0.97 of empty from run to
-        run). CHECKPOINT needs pg_checkpoint or a superuser: the bench's role,
-        else PG_ADMIN_URL's (default the local postgres role); neither: say
-        so, once."""
-        for url in self._checkpoint_urls:
+        """Write out what the fill left dirty now: the fill writes GBs of WAL
+        in a minute, whose checkpoints otherwise went on through the next
+        scenarios (single at 10M ran at 0.63 to 0.97 of empty from run to run).
+        CHECKPOINT needs pg_checkpoint or a superuser: the bench's role, else
+        PG_ADMIN_URL's (default the local postgres role); neither: say so."""
+        for url in (DB_URL, os.environ.get('PG_ADMIN_URL', ADMIN_URL)):
             engine = create_engine(url, isolation_level='AUTOCOMMIT')
             try:
                 with engine.connect() as conn:
                     conn.execute(text('CHECKPOINT'))
-                self._checkpoint_urls = (url,)  # the next ones go straight to it
                 return
             except SQLAlchemyError:
                 continue
             finally:
                 engine.dispose()
-        if self._checkpoint_urls:
-            progress('no CHECKPOINT allowed (grant pg_checkpoint to the bench\'s role, or set '
-                     'PG_ADMIN_URL): the checkpoints of a scenario may slow the next one')
-        self._checkpoint_urls = ()
+        progress('history: no CHECKPOINT allowed (grant pg_checkpoint to the bench\'s role, '
+                 'or set PG_ADMIN_URL): checkpoints of the fill may slow what follows')
 
     def restart_web(self):
         self.processes['web'].stop()
