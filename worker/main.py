@@ -60,6 +60,6 @@ def _redirect_prints(conf=None, **_):
 @signals.worker_process_init.connect
 def _freeze_startup_objects(**_):
     """A pool process keeps what loading the app made out of the collector's
-    full passes (as the web does, gunicorn.conf.py): a batch's hundreds of
-    payloads at once start them, and each scanned every object of the app."""
+    full passes, as the web does (gunicorn.conf.py): a group's hundreds of
+    payloads set such passes off, and each scanned every object of the app."""
     gc.freeze()
