@@ -133,6 +133,19 @@ def test_every_submitter_is_answered_whatever_fails():
     assert group_commit._leaders == 0  # every lead was given back
 
 
+def run_clients(client, clients):
+    """`client(c)` in `clients` threads at once; the seconds until all were
+    answered."""
+    threads = [threading.Thread(target=client, args=(c,)) for c in range(clients)]
+    began = time.monotonic()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert not any(t.is_alive() for t in threads), 'a client never got its answer'
+    return time.monotonic() - began
+
+
 def rounds(group_commit, clients, count, turnaround=0.0):
     """`clients` threads each submit `count` jobs one after another, as
     requests (`arriving`), `turnaround` seconds apart (the answer's way back
@@ -146,14 +159,7 @@ def rounds(group_commit, clients, count, turnaround=0.0):
                 group_commit.submit('k', {'c': c, 'n': n})
             time.sleep(turnaround)
 
-    threads = [threading.Thread(target=client, args=(c,)) for c in range(clients)]
-    began = time.monotonic()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(30)
-    assert not any(t.is_alive() for t in threads)
-    return time.monotonic() - began
+    return run_clients(client, clients)
 
 
 def test_a_group_as_large_as_the_last_does_not_wait_out_the_delay():
@@ -198,14 +204,7 @@ def together(group_commit, clients, pause=0.0):
             time.sleep(pause * c)
             group_commit.submit('k', {'c': c})
 
-    threads = [threading.Thread(target=client, args=(c,)) for c in range(clients)]
-    began = time.monotonic()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(10)
-    assert not any(t.is_alive() for t in threads)
-    return time.monotonic() - began
+    return run_clients(client, clients)
 
 
 def test_a_group_does_not_wait_out_the_delay_for_requests_that_are_not_coming():
