@@ -92,13 +92,14 @@ def _credit_many(payloads):
     deadlock), each job's result the running credit from the one before.
     Raises as the handler does if any of them fails; the worker then applies
     them one by one."""
-    amounts = {}
+    totals = {}
     for payload in payloads:
-        amounts.setdefault(payload['user_id'], []).append(Decimal(str(payload['amount'])))
+        user_id = payload['user_id']
+        totals[user_id] = totals.get(user_id, Decimal(0)) + Decimal(str(payload['amount']))
     session = User.objects.session()
     credits = {}  # user id -> its credit before the group
-    for user_id in sorted(amounts):
-        total = sum(amounts[user_id], Decimal(0))
+    for user_id in sorted(totals):
+        total = totals[user_id]
         after = session.execute(_ADD_CREDIT, {'user_id': user_id, 'total': total}).scalar()
         if after is None:
             raise JobFailed(f'user {user_id} does not exist')
@@ -106,9 +107,7 @@ def _credit_many(payloads):
     results = []
     for payload in payloads:
         user_id = payload['user_id']
-        credits[user_id] += Decimal(str(payload['amount']))
-        if credits[user_id] < 0:
-            raise InsufficientCredit(f'credit of user {user_id} would go below 0')
+        credits[user_id] = _credited(user_id, credits[user_id], payload['amount'])
         results.append(_credit_result(user_id, credits[user_id]))
     return results
 
@@ -125,7 +124,7 @@ def _credit_many(payloads):
 def credit_user(payload):
     """Add `amount` (negative: a debit) to a user's credit, row-locked; never below 0."""
     user = _locked_user(payload['user_id'])
-    user.credit_score = _credited(user, payload['amount'])
+    user.credit_score = _credited(user.id, user.credit_score, payload['amount'])
     user.update()
     return _credit_result(user.id, user.credit_score)
 
@@ -137,10 +136,11 @@ def _locked_user(user_id):
         raise JobFailed(f'user {user_id} does not exist') from None
 
 
-def _credited(user, amount):
-    credit = (user.credit_score or Decimal(0)) + Decimal(str(amount))
+def _credited(user_id, credit, amount):
+    """`credit` (None: 0) plus `amount`; refused below 0."""
+    credit = (credit or Decimal(0)) + Decimal(str(amount))
     if credit < 0:
-        raise InsufficientCredit(f'credit of user {user.id} would go below 0')
+        raise InsufficientCredit(f'credit of user {user_id} would go below 0')
     return credit
 
 
