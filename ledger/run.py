@@ -103,7 +103,8 @@ def payloads(claims):
 def claim(session, job_ids, owner=None):
     """Mark the queued or running jobs among `job_ids` running, claimed by
     `owner` (the advisory lock key of the worker process, ledger.owners), and
-    count the attempt; committed at once, so a worker that dies mid-job leaves
+    count the attempt; committed at once (on a Session, or on a Connection
+    that commits each statement itself), so a worker that dies mid-job leaves
     a trace. Returns {job id: Claim}; a job unknown, finished already (a
     duplicate delivery), cancelled or scheduled is left out."""
     with translate():

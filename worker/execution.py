@@ -10,6 +10,7 @@ from flask import current_app
 import ledger
 from ledger import Status
 from pg.exceptions import PgError, QueryCanceledError, TransientError, translate
+from pg.pool import on_live_connection, shared_engine
 from service import brokers
 from service.logs import job_request_id
 from tasks import REGISTRY, JobFailed, JobTimeout, RetryLater
@@ -20,6 +21,7 @@ log = logging.getLogger(__name__)
 
 SUCCEEDED, FAILED, QUEUED, SCHEDULED, DUPLICATE = Status.SUCCEEDED.value, \
     Status.FAILED.value, Status.QUEUED.value, Status.SCHEDULED.value, 'duplicate'
+CLAIMS_ENGINE = 'claims_engine'
 
 
 class JobsFailed(Exception):
@@ -121,11 +123,36 @@ def owner_key():
     return owner.current()
 
 
+def _claims_engine():
+    """This process's engine for the claims: each claim is one statement
+    committing itself, with no ping on checkout, no BEGIN and no COMMIT (three
+    round trips fewer a message than on the session). Behind PgBouncer it
+    runs in a transaction, where the connection's settings are set."""
+    engine = current_app.extensions.get(CLAIMS_ENGINE)
+    if engine is None:
+        config = current_app.config
+        pgbouncer = config['SQLALCHEMY_PGBOUNCER']
+        engine = current_app.extensions[CLAIMS_ENGINE] = shared_engine(
+            current_app.extensions['pg'].pool.connection().engine.url, pool_size=1,
+            max_overflow=0, pool_pre_ping=False,
+            lock_timeout_ms=config['SQLALCHEMY_LOCK_TIMEOUT_MS'],
+            pgbouncer=pgbouncer, autocommit=not pgbouncer)
+    return engine
+
+
+def _claim(job_ids):
+    # A connection found dead is replaced and the claim sent again: lost on its
+    # way back, the first one may have been made, and the jobs' attempts are
+    # then counted twice (as a claim lost in a crash counts none).
+    owner = owner_key()
+    return on_live_connection(_claims_engine(), lambda conn: ledger.claim(conn, job_ids, owner))
+
+
 def _run_group(task, job_ids, session, config):
     """Claim the jobs (committed: a dead worker's attempts are counted), then
     apply them all in one transaction; if that fails, each in its own. Jobs
     of a kind with a timeout are applied each in its own, under its limit."""
-    claimed = ledger.claim(session, job_ids, owner_key())
+    claimed = _claim(job_ids)
     limits = {job.kind: _max_attempts(job.kind, config)  # per kind, not per job
               for job in claimed.values()}
     ready = [job_id for job_id, job in sorted(claimed.items())

@@ -18,6 +18,20 @@ def emptied_redis(url):
     client.close()
 
 
+def kill_client_backends():
+    """Terminate every other client connection to the test database (what a
+    database restart or an idle timeout does to a pool's connections)."""
+    from sqlalchemy import create_engine, text
+    killer = create_engine(DATABASE_URL)
+    with killer.connect() as conn:
+        killed = conn.execute(text(
+            'SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity '
+            "WHERE datname = current_database() AND pid <> pg_backend_pid() "
+            "AND backend_type = 'client backend'")).scalar()
+    killer.dispose()
+    assert killed >= 1
+
+
 def service_fixtures(broker_url):
     @pytest.fixture(scope='module', autouse=True)
     def broker():

@@ -6,8 +6,8 @@ import json
 import pytest
 
 from tests.integration.jobs import GENRE, VALID, stored_jobs
-from tests.integration.service import service_fixtures
-from tests.settings import DATABASE_URL, redis_url
+from tests.integration.service import kill_client_backends, service_fixtures
+from tests.settings import redis_url
 
 BROKER_URL = redis_url(11)
 CLOSED_PORT_REDIS = 'redis://127.0.0.1:1/0'
@@ -478,20 +478,6 @@ def test_a_refused_password_is_not_quoted_back(client, password):
     body = assert_error(client.post('/jobs/user.create', json=payload), 400)
     assert body['errors'][0]['path'] == '/password'
     assert str(password) not in json.dumps(body)
-
-
-def kill_client_backends():
-    """Terminate every other client connection to the test database (what a
-    database restart or an idle timeout does to a pool's connections)."""
-    from sqlalchemy import create_engine, text
-    killer = create_engine(DATABASE_URL)
-    with killer.connect() as conn:
-        killed = conn.execute(text(
-            'SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity '
-            "WHERE datname = current_database() AND pid <> pg_backend_pid() "
-            "AND backend_type = 'client backend'")).scalar()
-    killer.dispose()
-    assert killed >= 1
 
 
 def test_a_group_commit_connection_lost_while_idle_costs_no_request(app, client):

@@ -10,7 +10,7 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import text
 
-from tests.integration.service import service_fixtures
+from tests.integration.service import kill_client_backends, service_fixtures
 from tests.integration.task_double import Task
 from tests.settings import redis_url
 from worker.execution import JobsFailed, run_job
@@ -204,6 +204,19 @@ def test_a_groups_completion_is_found_by_the_primary_key_in_a_ledger_of_thousand
               'done': json.dumps([[job_id, {'id': job_id}] for job_id in ids])}
     plan = '\n'.join(row[0] for row in sql(app, 'EXPLAIN ' + statements.COMPLETE.text, **params))
     assert 'Seq Scan on jobs' not in plan and 'jobs_pkey' in plan, plan
+
+
+def test_a_claim_that_finds_its_connection_dead_is_sent_on_a_new_one(app):
+    # A claim is one statement on a connection of its own, with no ping on
+    # checkout: one found dead (a database restart, an idle timeout) is
+    # replaced and the claim sent again, with no retry of the message (the
+    # task double fails the test on one) and each attempt counted once.
+    genres = [{'name': 'jazz', 'description': 'swing'}] * 2
+    assert run(app, 'genre.create', queue(app, 'genre.create', genres))[0] == {'succeeded': 2}
+    kill_client_backends()
+    ids = queue(app, 'genre.create', genres)
+    assert run(app, 'genre.create', ids)[0] == {'succeeded': 2}
+    assert [(status, attempts) for status, attempts, *_ in jobs(app, ids)] == [('succeeded', 1)] * 2
 
 
 def test_a_group_leaves_out_a_job_finished_after_its_claim(app):
