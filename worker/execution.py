@@ -127,14 +127,16 @@ def _claims_engine():
     """This process's engine for the claims: each claim is one statement
     committing itself, with no ping on checkout, no BEGIN and no COMMIT (three
     round trips fewer a message than on the session). Behind PgBouncer it
-    runs in a transaction, where the connection's settings are set."""
+    runs in a transaction, where the connection's settings are set. One
+    connection kept: a pool process runs one message at a time (a pool of
+    threads opens more while they claim at once)."""
     engine = current_app.extensions.get(CLAIMS_ENGINE)
     if engine is None:
         config = current_app.config
         pgbouncer = config['SQLALCHEMY_PGBOUNCER']
         engine = current_app.extensions[CLAIMS_ENGINE] = shared_engine(
             current_app.extensions['pg'].pool.connection().engine.url, pool_size=1,
-            max_overflow=0, pool_pre_ping=False,
+            max_overflow=config['SQLALCHEMY_MAX_OVERFLOW'], pool_pre_ping=False,
             lock_timeout_ms=config['SQLALCHEMY_LOCK_TIMEOUT_MS'],
             pgbouncer=pgbouncer, autocommit=not pgbouncer)
     return engine
