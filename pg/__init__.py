@@ -13,7 +13,7 @@ class Database:
     """The configured databases of one app and the schema operations on them."""
 
     def __init__(self, app):
-        config = app.config
+        config = self._config = app.config
         self.pool = Pool({
             name: Connection(name, shared_engine(
                 url,
@@ -23,6 +23,18 @@ class Database:
                 lock_timeout_ms=config.get('SQLALCHEMY_LOCK_TIMEOUT_MS'),
                 pgbouncer=config.get('SQLALCHEMY_PGBOUNCER', False)))
             for name, url in database_urls(config).items()})
+
+    def statement_engine(self, pool_size, max_overflow):
+        """An engine of the default database for callers whose transactions
+        are one statement each: each commits itself (no BEGIN, no COMMIT), with
+        no ping on checkout (use pg.pool.on_live_connection). Behind PgBouncer
+        the statement runs in a transaction, where the connection's settings
+        are set."""
+        config, pgbouncer = self._config, self._config.get('SQLALCHEMY_PGBOUNCER', False)
+        return shared_engine(
+            self.pool.connection().engine.url, pool_size=pool_size, max_overflow=max_overflow,
+            pool_pre_ping=False, lock_timeout_ms=config.get('SQLALCHEMY_LOCK_TIMEOUT_MS'),
+            pgbouncer=pgbouncer, autocommit=not pgbouncer)
 
     def _engines(self, connection_name):
         if connection_name is None:

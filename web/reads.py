@@ -6,20 +6,15 @@ are set."""
 from flask import current_app
 
 import ledger
-from pg.pool import on_live_connection, shared_engine
+from pg.pool import on_live_connection
 
 EXTENSION = 'reads_engine'
 
 
 def init_reads(app):
     config = app.config
-    pgbouncer = config['SQLALCHEMY_PGBOUNCER']
-    default = app.extensions['pg'].pool.connection().engine
-    app.extensions[EXTENSION] = shared_engine(
-        default.url, pool_size=config['SQLALCHEMY_POOL_SIZE'],
-        max_overflow=config['SQLALCHEMY_MAX_OVERFLOW'], pool_pre_ping=False,
-        lock_timeout_ms=config['SQLALCHEMY_LOCK_TIMEOUT_MS'],
-        pgbouncer=pgbouncer, autocommit=not pgbouncer)
+    app.extensions[EXTENSION] = app.extensions['pg'].statement_engine(
+        config['SQLALCHEMY_POOL_SIZE'], config['SQLALCHEMY_MAX_OVERFLOW'])
 
 
 def public_job(job_id):

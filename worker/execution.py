@@ -10,7 +10,7 @@ from flask import current_app
 import ledger
 from ledger import Status
 from pg.exceptions import PgError, QueryCanceledError, TransientError, translate
-from pg.pool import on_live_connection, shared_engine
+from pg.pool import on_live_connection
 from service import brokers
 from service.logs import job_request_id
 from tasks import REGISTRY, JobFailed, JobTimeout, RetryLater
@@ -124,21 +124,15 @@ def owner_key():
 
 
 def _claims_engine():
-    """This process's engine for the claims: each claim is one statement
-    committing itself, with no ping on checkout, no BEGIN and no COMMIT (three
-    round trips fewer a message than on the session). Behind PgBouncer it
-    runs in a transaction, where the connection's settings are set. One
-    connection kept: a pool process runs one message at a time (a pool of
-    threads opens more while they claim at once)."""
+    """This process's engine for the claims: each claim one statement
+    committing itself (three round trips fewer a message than on the
+    session: its ping, BEGIN and COMMIT). One connection kept: a pool process
+    runs one message at a time (a pool of threads opens more while they
+    claim at once)."""
     engine = current_app.extensions.get(CLAIMS_ENGINE)
     if engine is None:
-        config = current_app.config
-        pgbouncer = config['SQLALCHEMY_PGBOUNCER']
-        engine = current_app.extensions[CLAIMS_ENGINE] = shared_engine(
-            current_app.extensions['pg'].pool.connection().engine.url, pool_size=1,
-            max_overflow=config['SQLALCHEMY_MAX_OVERFLOW'], pool_pre_ping=False,
-            lock_timeout_ms=config['SQLALCHEMY_LOCK_TIMEOUT_MS'],
-            pgbouncer=pgbouncer, autocommit=not pgbouncer)
+        engine = current_app.extensions[CLAIMS_ENGINE] = current_app.extensions[
+            'pg'].statement_engine(1, current_app.config['SQLALCHEMY_MAX_OVERFLOW'])
     return engine
 
 
