@@ -132,13 +132,14 @@ SETTINGS = {
     'FLASK_IDEMPOTENCY_WINDOW_SECONDS': Setting(
         86400.0, float, 'How long an Idempotency-Key is honoured (from its job\'s acceptance); '
                         'after it, the same key makes a new job.'),
-    # 10 ms: a group still goes once no request is on its way (group_commit.py),
-    # so the cap matters where requests keep coming. On a slow machine, serving
-    # 16 clients' requests takes longer than 2 ms: groups were cut short, and
-    # the CPU a job went up 20-35% (a third more flushes, messages and
-    # worker transactions) at the peak and at half of it (bench, 2026-12-07).
+    # 10 ms: the most a group waits; within it, a group waits as long as the
+    # process takes to serve its clients' requests (web/group_commit.py), 2 ms
+    # at least. On a slow machine, 2 ms for all cut the groups short: 5-23%
+    # more CPU a job, the p99s at half the peak higher (bench, 2026-12-07).
     'FLASK_GROUP_COMMIT_MS': Setting(
-        10.0, float, 'Longest a single-job POST waits for the requests in flight to share its INSERT, COMMIT and message.'),
+        10.0, float, 'Longest a single-job POST waits for the requests in flight to share its '
+                     'INSERT, COMMIT and message (it waits as long as the web process takes to '
+                     'serve as many requests, 2 ms at least).'),
     'SQLALCHEMY_POOL_SIZE': Setting(
         5, int, 'Database connections each process keeps open per database.'),
     'SQLALCHEMY_MAX_OVERFLOW': Setting(
