@@ -138,8 +138,8 @@ SETTINGS = {
     # more CPU a job, the p99s at half the peak higher (bench, 2026-12-07).
     'FLASK_GROUP_COMMIT_MS': Setting(
         10.0, float, 'Longest a single-job POST waits for the requests in flight to share its '
-                     'INSERT, COMMIT and message (it waits as long as the web process takes to '
-                     'serve as many requests, 2 ms at least).'),
+                     'INSERT, COMMIT and message (within it, as long as the web process takes to '
+                     'serve the requests it expects, 2 ms at least).'),
     'SQLALCHEMY_POOL_SIZE': Setting(
         5, int, 'Database connections each process keeps open per database.'),
     'SQLALCHEMY_MAX_OVERFLOW': Setting(
