@@ -8,7 +8,7 @@ plain lines. Either way a URL's password is masked (`scheme://user:***@`).
 The request id of a line is, first found: the record's own `request_id`
 (`extra`), the web request's (flask.g.request_id, web/request_id.py), or
 `job_request_id`: the one of the job the worker is applying, or of the job
-the web's hot path (web/fast_post.py, outside Flask's request) is recording.
+the web's hot path (web/fast_paths.py, outside Flask's request) is recording.
 """
 import json
 import logging

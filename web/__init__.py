@@ -3,7 +3,7 @@ with the API's blueprints on top; gunicorn serves `web:create_app()`."""
 from service import create_app as create_service_app
 from web.auth import init_auth
 from web.errors import init_errors
-from web.fast_post import init_fast_post
+from web.fast_paths import init_fast_paths
 from web.group_commit import init_group_commit
 from web.json_response import init_json_response
 from web.rate_limits import init_rate_limits
@@ -33,5 +33,5 @@ def create_app(config=None):
     app.register_blueprint(openapi.bp)
     metrics.init_metrics(app)
     init_rate_limits(app)
-    init_fast_post(app)  # last: it reads what the others set up
+    init_fast_paths(app)  # last: it reads what the others set up
     return app

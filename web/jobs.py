@@ -132,7 +132,7 @@ def _enqueue(kind, payloads, stored_payloads, keys=None, run_at=None, asked=None
 
 
 def accepted_body(job_id, kind_name, status=ledger.Status.QUEUED, root=''):
-    """The 202's body of one job (web/fast_post.py's too); its status_url is
+    """The 202's body of one job (web/fast_paths.py's too); its status_url is
     the Location. What url_for('jobs.get_job') builds, for a fraction of its
     cost on the hot path."""
     return {'id': job_id, 'kind': kind_name, 'status': status,

@@ -6,29 +6,35 @@ windows); past it the answer is 429 in the envelope with `Retry-After` (and
 seconds until the window ends). Open endpoints and an
 open API (no tokens configured: nobody to count for) are not limited: with no
 limit to keep, flask-limiter is not installed at all (its hooks cost a sixth
-of a request's CPU, counting nothing). If the
+of a request's CPU, counting nothing). The hot paths in front of Flask
+(web/fast_paths.py) count their requests in the same counts (count()). If the
 counting Redis is unreachable, requests are let through (logged): the
 enqueue then meets the broker's own 503."""
 import math
 import time
 
-from flask import g
+from flask import g, request
 from flask_limiter import Limiter, RateLimitExceeded
+from limits import parse_many
 
 from service import brokers
 from web.auth import ENDPOINT_SCOPES
 from web.errors import envelope
 
 EXTENSION = 'rate_limits'
+SCOPE_LIMITS = 'rate_limits_of_scopes'  # {scope: [limits.RateLimitItem]}, as flask-limiter orders them
+COUNTED = 'web.rate_limits.counted'  # environ: counted in front of Flask (web/fast_paths.py)
+KEY_PREFIX = 'ratelimit'
 
 
 def _token_key():
     return g.api_token_fingerprint
 
 
-def _unauthenticated():
-    # No token was checked (an open API): nothing to count per.
-    return g.get('api_token_fingerprint') is None
+def _exempt():
+    # No token was checked (an open API): nothing to count per. Or the hot
+    # path counted the request already, before handing it to Flask.
+    return g.get('api_token_fingerprint') is None or request.environ.get(COUNTED, False)
 
 
 def _storage(config):
@@ -53,13 +59,15 @@ def init_rate_limits(app):
         key_func=_token_key, app=app, storage_uri=_storage(app.config),
         storage_options={'socket_connect_timeout': 1, 'socket_timeout': 1},
         strategy='fixed-window', headers_enabled=False, swallow_errors=True,
-        key_prefix='ratelimit')
+        key_prefix=KEY_PREFIX)
     for endpoint, limit in limits.items():
         if limit:
             scope = ENDPOINT_SCOPES[endpoint]
-            shared = limiter.shared_limit(limit, scope=scope, exempt_when=_unauthenticated)
+            shared = limiter.shared_limit(limit, scope=scope, exempt_when=_exempt)
             app.view_functions[endpoint] = shared(app.view_functions[endpoint])
     app.extensions[EXTENSION] = limiter
+    app.extensions[SCOPE_LIMITS] = {ENDPOINT_SCOPES[endpoint]: sorted(parse_many(limit))
+                                    for endpoint, limit in limits.items() if limit}
 
     @app.errorhandler(RateLimitExceeded)
     def too_many(error):
@@ -70,3 +78,24 @@ def init_rate_limits(app):
                              'try again after Retry-After seconds',
                         headers={'Retry-After': str(max(wait, 1))})
     return limiter
+
+
+def count(app, environ, fingerprint, scope):
+    """Count a request of `scope` by the token of `fingerprint`, outside
+    Flask's request (web/fast_paths.py), in the counts flask-limiter keeps for
+    the scope's endpoints: the same storage, keys and limits, in the order it
+    takes them. True: within every limit (counted; flask-limiter will not
+    count it again); False: past one, or the count failed: flask-limiter is
+    then to count the request and answer it, as for any other."""
+    items = app.extensions.get(SCOPE_LIMITS, {}).get(scope)
+    if not items:
+        return True
+    limiter = app.extensions[EXTENSION].limiter
+    try:
+        for item in items:
+            if not limiter.hit(item, KEY_PREFIX, fingerprint, scope):
+                return False
+    except Exception:  # noqa: BLE001 - flask-limiter logs the storage's failure and lets it by
+        return False
+    environ[COUNTED] = True
+    return True

@@ -1,5 +1,6 @@
-"""web/fast_post.py: the plain single-job POST answered in front of Flask,
-with Flask's own answer; everything else, and every failure, answered by
+"""web/fast_paths.py: the plain single-job POST and the polled GET answered
+in front of Flask, with Flask's own answers, the rate limits counted in
+flask-limiter's own counts; everything else, and every failure, answered by
 Flask. In-process against the real database and Redis (db 11, no worker)."""
 import pytest
 from werkzeug.test import Client
@@ -8,7 +9,7 @@ from pg.exceptions import ConnectionLostError
 from tests.integration.jobs import stored_jobs
 from tests.integration.service import service_fixtures
 from tests.settings import redis_url
-from web.fast_post import FastPost
+from web.fast_paths import FastPaths
 
 BROKER_URL = redis_url(11)
 GENRE = {'name': 'jazz', 'description': 'swing'}
@@ -22,7 +23,7 @@ def count_flask(app):
     """The list of the paths of the requests that will reach Flask (the hot
     path handed them over)."""
     fast = app.wsgi_app
-    assert isinstance(fast, FastPost)
+    assert isinstance(fast, FastPaths)
     calls = []
     flask_app = fast.wsgi_app
 
@@ -116,14 +117,40 @@ def test_tokens_and_scopes_are_checked_as_flask_checks_them(make_app, clean):
     assert len(calls) == 3
 
 
-def test_a_rate_limited_enqueue_goes_through_flask_and_its_limiter(make_app, clean):
-    app = make_app(FLASK_API_TOKENS=TOKEN, FLASK_RATE_LIMIT_ENQUEUE='2/minute',
-                   FLASK_RATE_LIMIT_STORAGE_URL='memory://')
+def test_the_enqueue_limit_counts_the_hot_path_and_flask_together(make_app, clean):
+    """flask-limiter's own count in Redis: the hot path's POSTs and Flask's
+    (a batch) share it, and the one past it is Flask's 429."""
+    app = make_app(FLASK_API_TOKENS=TOKEN, FLASK_RATE_LIMIT_ENQUEUE='3/minute')
+    calls = count_flask(app)
     c = app.test_client()
     auth = {'Authorization': f'Bearer {TOKEN}'}
-    codes = [c.post('/jobs/genre.create', json=GENRE, headers=auth).status_code
-             for _ in range(3)]
-    assert codes == [202, 202, 429]
+    codes = [c.post('/jobs/genre.create', json=GENRE, headers=auth).status_code,
+             c.post('/jobs/genre.create/batch', json=[GENRE], headers=auth).status_code,
+             c.post('/jobs/genre.create', json=GENRE, headers=auth).status_code,
+             c.post('/jobs/genre.create', json=GENRE, headers=auth).status_code]
+    assert codes == [202, 202, 202, 429]
+    assert calls == ['/jobs/genre.create/batch', '/jobs/genre.create']
+
+
+def test_a_request_the_hot_path_counted_and_handed_over_is_counted_once(make_app, clean):
+    app = make_app(FLASK_API_TOKENS=TOKEN, FLASK_RATE_LIMIT_ENQUEUE='2/minute')
+    calls = count_flask(app)
+    c = app.test_client()
+    auth = {'Authorization': f'Bearer {TOKEN}'}
+    codes = [c.post('/jobs/genre.create', json=body, headers=auth).status_code
+             for body in ({'name': 'jazz'}, GENRE, GENRE)]
+    assert codes == [400, 202, 429]
+    assert calls == ['/jobs/genre.create', '/jobs/genre.create']
+
+
+def test_a_rate_limit_past_is_the_same_429_as_flasks(make_app, clean):
+    app = make_app(FLASK_API_TOKENS=TOKEN, FLASK_RATE_LIMIT_ENQUEUE='1/minute')
+    c = app.test_client()
+    auth = {'Authorization': f'Bearer {TOKEN}'}
+    assert c.post('/jobs/genre.create', json=GENRE, headers=auth).status_code == 202
+    past = c.post('/jobs/genre.create', json=GENRE, headers=auth)
+    assert past.status_code == 429 and past.get_json()['code'] == 429
+    assert int(past.headers['Retry-After']) >= 1
 
 
 def test_a_failed_group_commit_is_answered_by_flask_with_the_requests_id(app, client,
@@ -137,3 +164,76 @@ def test_a_failed_group_commit_is_answered_by_flask_with_the_requests_id(app, cl
     assert flask_calls == ['/jobs/genre.create']
     assert answer.status_code == 503 and answer.get_json()['code'] == 503
     assert answer.headers['X-Request-ID'] == 'req-down'
+
+
+def posted(client):
+    answer = client.post('/jobs/genre.create', json=GENRE)
+    assert answer.status_code == 202
+    return answer.get_json()['id']
+
+
+def test_a_polled_job_is_answered_before_flask_as_flask_answers_it(app, client, flask_calls):
+    job_id = posted(client)
+    fast = client.get(f'/jobs/{job_id}', headers={'X-Request-ID': 'poll-1'})
+    assert flask_calls == []
+    slow = flask_only(app).get(f'/jobs/{job_id}')
+    assert fast.status_code == 200 and fast.get_json()['id'] == job_id
+    assert shape(fast) == shape(slow) and fast.get_data() == slow.get_data()
+    assert fast.headers['X-Request-ID'] == 'poll-1'
+
+
+@pytest.mark.parametrize('path', [
+    '/jobs/{id}?fields=status',     # a query string
+    '/jobs/0{id}',                  # a leading zero
+    '/jobs/0',                      # no such job: 404
+    '/jobs/123456789',              # no such job: 404
+    '/jobs/9223372036854775808',    # past the largest id: 404
+    '/jobs/\u0663',                # an Arabic-Indic digit: 404
+    '/jobs/{id}/',                  # not the route: 404
+])
+def test_any_other_get_is_flasks_to_answer(app, client, flask_calls, path):
+    path = path.format(id=posted(client))
+    answer = client.get(path)
+    assert len(flask_calls) == 1
+    assert shape(answer) == shape(flask_only(app).get(path))
+
+
+def test_a_polls_token_and_scope_are_checked_as_flask_checks_them(make_app, clean):
+    app = make_app(FLASK_API_TOKENS=f'{TOKEN}:enqueue,{READER}:read',
+                   FLASK_RATE_LIMIT_ENQUEUE='', FLASK_RATE_LIMIT_READ='', FLASK_RATE_LIMIT_ADMIN='')
+    c = app.test_client()
+    job_id = c.post('/jobs/genre.create', json=GENRE,
+                    headers={'Authorization': f'Bearer {TOKEN}'}).get_json()['id']
+    calls = count_flask(app)
+    ok = c.get(f'/jobs/{job_id}', headers={'Authorization': f'Bearer {READER}'})
+    assert ok.status_code == 200 and calls == []
+    assert c.get(f'/jobs/{job_id}').status_code == 401
+    assert c.get(f'/jobs/{job_id}', headers={'Authorization': f'Bearer {TOKEN}'}).status_code == 403
+    assert len(calls) == 2
+
+
+def test_the_read_limit_counts_polls_and_listings_together(make_app, clean):
+    app = make_app(FLASK_API_TOKENS=TOKEN, FLASK_RATE_LIMIT_READ='2/minute',
+                   FLASK_RATE_LIMIT_ENQUEUE='')
+    c = app.test_client()
+    auth = {'Authorization': f'Bearer {TOKEN}'}
+    job_id = c.post('/jobs/genre.create', json=GENRE, headers=auth).get_json()['id']
+    calls = count_flask(app)
+    codes = [c.get(f'/jobs/{job_id}', headers=auth).status_code,
+             c.get('/jobs', headers=auth).status_code,
+             c.get(f'/jobs/{job_id}', headers=auth).status_code]
+    assert codes == [200, 200, 429]
+    assert calls == ['/jobs', f'/jobs/{job_id}']
+
+
+def test_a_failed_read_is_answered_by_flask_with_the_requests_id(app, client, flask_calls,
+                                                                 monkeypatch):
+    job_id = posted(client)
+
+    def down(job_id):
+        raise ConnectionLostError('the database went away')
+    monkeypatch.setattr('web.fast_paths.public_job', down)
+    answer = client.get(f'/jobs/{job_id}', headers={'X-Request-ID': 'poll-down'})
+    assert flask_calls == [f'/jobs/{job_id}']
+    assert answer.status_code == 503 and answer.get_json()['code'] == 503
+    assert answer.headers['X-Request-ID'] == 'poll-down'
