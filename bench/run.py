@@ -39,9 +39,10 @@ RABBITMQ_URL = os.environ.get('BENCH_RABBITMQ_URL', 'amqp://guest:guest@127.0.0.
 BROKERS = ('redis', 'rabbitmq')
 PORT = int(os.environ.get('BENCH_PORT', '8741'))
 ADMIN_URL = 'postgresql://postgres@127.0.0.1:5432/postgres'
-SCENARIOS = ('single', 'batch', 'hot_row', 'latency', 'memory', 'floor', 'scheduled')
+SCENARIOS = ('single', 'single_token', 'batch', 'hot_row', 'latency', 'memory', 'floor', 'scheduled')
 OTHER_SCENARIOS = ('history', 'index_cost')  # run when named
 BATCH = 500
+TOKEN = 'bench-token-0123456789abcdef'  # single_token's bearer token
 DAY = 86400
 # The probes of the client-side latency: a few jobs a second, polled every 2 ms.
 PROBES_PER_S = 20
@@ -103,11 +104,14 @@ def wrk_get(url, seconds, connections=4):
     return total, latency[50], latency[99], failed
 
 
-def wrk(url, body, seconds, connections=16, delay_ms=None):
-    """POST `body` to `url` for `seconds`; return (2xx answers, {percentile: ms})
-    with wrk's own latency distribution (50, 75, 90, 99)."""
+def wrk(url, body, seconds, connections=16, delay_ms=None, headers=None):
+    """POST `body` to `url` for `seconds` (with `headers` too, if given);
+    return (2xx answers, {percentile: ms}) with wrk's own latency
+    distribution (50, 75, 90, 99)."""
     lua = ['wrk.method = "POST"', f'wrk.body = {json.dumps(body)}',
-           'wrk.headers["Content-Type"] = "application/json"']
+           'wrk.headers["Content-Type"] = "application/json"',
+           *(f'wrk.headers[{json.dumps(name)}] = {json.dumps(value)}'
+             for name, value in (headers or {}).items())]
     if delay_ms:
         lua.append(f'function delay() return {delay_ms} end')
     with tempfile.NamedTemporaryFile('w', suffix='.lua') as script:
@@ -279,6 +283,28 @@ class Bench:
     def single(self):
         self.reset()
         return self.drive('single', '/jobs/genre.create', '{"name":"rock","description":"yeah"}')
+
+    def single_token(self):
+        """The single scenario as production runs it: each POST with a bearer
+        token, counted against the enqueue rate limit in Redis (a limit past
+        what the run reaches: none is refused). The web restarts with them,
+        and again without them after."""
+        self.reset()
+        production = {'FLASK_API_TOKENS': TOKEN, 'FLASK_RATE_LIMIT_ENQUEUE': '1000000/second'}
+        before = {name: self.env.get(name) for name in production}
+        self.env.update(production)
+        self.restart_web()
+        try:
+            return self.drive('single_token', '/jobs/genre.create',
+                              '{"name":"rock","description":"yeah"}',
+                              headers={'Authorization': f'Bearer {TOKEN}'})
+        finally:
+            for name, value in before.items():
+                if value is None:
+                    self.env.pop(name)
+                else:
+                    self.env[name] = value
+            self.restart_web()
 
     def batch(self):
         self.reset()
@@ -491,7 +517,8 @@ class Bench:
 def compare(result, peers, floor_result):
     """Add the ratios of `result` to the peers' figures of the same kind of
     load and to the floor's CPU per job."""
-    kind = {'single': 'single', 'batch': 'single', 'hot_row': 'locked'}.get(result['scenario'])
+    kind = {'single': 'single', 'single_token': 'single', 'batch': 'single',
+            'hot_row': 'locked'}.get(result['scenario'])
     for name, figures in peers.items():
         peer = figures.get(kind)
         if peer is None:

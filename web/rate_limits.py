@@ -22,7 +22,8 @@ from web.auth import ENDPOINT_SCOPES
 from web.errors import envelope
 
 EXTENSION = 'rate_limits'
-SCOPE_LIMITS = 'rate_limits_of_scopes'  # {scope: [limits.RateLimitItem]}, as flask-limiter orders them
+# {scope: [limits.RateLimitItem]}, in the order flask-limiter takes them.
+SCOPE_LIMITS = 'rate_limits_of_scopes'
 COUNTED = 'web.rate_limits.counted'  # environ: counted in front of Flask (web/fast_paths.py)
 KEY_PREFIX = 'ratelimit'
 
