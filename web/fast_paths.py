@@ -13,12 +13,14 @@ an id of ASCII digits (no leading zero) within MAX_JOB_ID, no query string;
 for both: at the root path, not in debug mode.
 
 The same checks run, through the same functions (request size, bearer token
-and scope, the rate limit of the scope counted in flask-limiter's own
-counts, strict JSON, the kind's schema), and the job joins the group commit
-as create_job's does. A request that is not plain, or that fails a check,
-goes to Flask untouched (a POST's body handed back as read), and Flask
-gives the answer. If the group commit or the read fails, that error is
-raised inside Flask's handling (ERROR), so that answer is Flask's too.
+and scope, strict JSON, the kind's schema), and the job joins the group
+commit as create_job's does. The scope's rate limit is counted in
+flask-limiter's own counts (web/rate_limits.py): a poll's on its own, a
+POST's by its group's flush, with the group's other POSTs of the same token.
+A request that is not plain, that fails a check or is past its limit goes
+to Flask untouched (a POST's body handed back as read), and Flask gives the
+answer. If the group commit or the read fails, that error is raised inside
+Flask's handling (ERROR), so that answer is Flask's too.
 """
 import io
 import re
@@ -70,25 +72,26 @@ class FastPaths:
                                 ('Content-Length', str(len(body))), *headers])
         return [body]
 
-    def _allowed(self, environ, method):
-        """Whether the request's size, token and scope pass, and its scope's
-        rate limit lets it through (counted); if not, Flask answers."""
+    def _quota(self, environ, method):
+        """What the request counts against: (token fingerprint, scope), or
+        None with no tokens; False when its size, token or scope does not
+        pass, for Flask to answer."""
         if size_error(environ) is not None:
             return False
         if not self.tokens:
-            return True
+            return None
         found = bearer(self.tokens, environ.get('HTTP_AUTHORIZATION', ''))
         scope = self.scopes[method]
-        return (found is not None and scope in found[0]
-                and rate_limits.count(self.app, environ, found[1], scope))
+        return (found[1], scope) if found is not None and scope in found[0] else False
 
     def _post(self, environ):
         kind = self._plain_kind(environ)
-        if kind is None or not self._allowed(environ, 'POST'):
+        quota = False if kind is None else self._quota(environ, 'POST')
+        if quota is False:
             return None
         group_commit = self.app.extensions[GROUP_COMMIT]
         with group_commit.arriving():
-            taken = self._record(kind, environ, group_commit)
+            taken = self._record(kind, environ, group_commit, quota)
         if taken is None:
             return None
         job_id, job_request = taken
@@ -110,9 +113,10 @@ class FastPaths:
             return None
         return kind
 
-    def _record(self, kind, environ, group_commit):
-        """(job id, request id) of the request's job, once committed and
-        published; None for Flask to answer (the body handed back as read)."""
+    def _record(self, kind, environ, group_commit, quota):
+        """(job id, request id) of the request's job, once counted against
+        its `quota`, committed and published; None for Flask to answer (the
+        body handed back as read)."""
         length = int(environ['CONTENT_LENGTH'])
         raw = environ['wsgi.input'].read(length)
         environ['wsgi.input'] = io.BytesIO(raw)
@@ -126,9 +130,15 @@ class FastPaths:
             return None
         job_request = request_id.of_environ(environ)
         token = job_request_id.set(job_request)  # on the log lines meanwhile
+        # Counted by the group's flush (web/group_commit.py): Flask's limiter
+        # is not to count it again, unless it is past the limit.
+        environ[rate_limits.COUNTED] = True
         try:
             with self.app.app_context():
-                return group_commit.submit(kind.name, payload, job_request), job_request
+                return group_commit.submit(kind.name, payload, job_request, quota), job_request
+        except rate_limits.OverLimit:
+            del environ[rate_limits.COUNTED]
+            return None
         except Exception as error:  # noqa: BLE001 - Flask answers it, as create_job's
             _hand_over(environ, error, job_request)
             return None
@@ -137,8 +147,10 @@ class FastPaths:
 
     def _get(self, environ):
         path = JOB_PATH.fullmatch(environ.get('PATH_INFO', ''))
-        if path is None or int(path[1]) > MAX_JOB_ID or not self._allowed(environ, 'GET'):
+        quota = False if path is None or int(path[1]) > MAX_JOB_ID else self._quota(environ, 'GET')
+        if quota is False or not rate_limits.admitted(self.app, [quota])[0]:
             return None
+        environ[rate_limits.COUNTED] = True
         job_request = request_id.of_environ(environ)
         try:
             with self.app.app_context():

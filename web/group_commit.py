@@ -35,6 +35,7 @@ import ledger
 from pg.exceptions import translate
 from pg.pool import on_live_connection, shared_engine
 from service.queue import publish_recorded
+from web import rate_limits
 
 EXTENSION = 'group_commit'
 ENGINE = 'group_commit_engine'
@@ -237,8 +238,19 @@ def init_group_commit(app):
 
 
 def _flush(jobs):
-    """Record (committed) and publish a group of (kind, payload, request id)
-    jobs; return their ids, or for each job the broker refused, its error."""
+    """Count against their rate limits, record (committed) and publish a
+    group of (kind, payload, request id[, quota]) jobs, the quota of a job
+    from the hot path (web/fast_paths.py) what rate_limits.admitted counts;
+    return their ids, or for each job past its limit, OverLimit, and for each
+    job the broker refused, its error."""
+    admitted = rate_limits.admitted(current_app, [job[3] if len(job) > 3 else None
+                                                  for job in jobs])
+    taken = [job[:3] for job, admit in zip(jobs, admitted) if admit]
+    outcomes = iter(_record_and_publish(taken) if taken else ())
+    return [next(outcomes) if admit else rate_limits.OverLimit() for admit in admitted]
+
+
+def _record_and_publish(jobs):
     ids = _record(jobs)
     by_kind = {}
     for job, job_id in zip(jobs, ids):

@@ -7,7 +7,7 @@ seconds until the window ends). Open endpoints and an
 open API (no tokens configured: nobody to count for) are not limited: with no
 limit to keep, flask-limiter is not installed at all (its hooks cost a sixth
 of a request's CPU, counting nothing). The hot paths in front of Flask
-(web/fast_paths.py) count their requests in the same counts (count()). If the
+(web/fast_paths.py) count their requests in the same counts (admitted()). If the
 counting Redis is unreachable, requests are let through (logged): the
 enqueue then meets the broker's own 503."""
 import math
@@ -81,22 +81,46 @@ def init_rate_limits(app):
     return limiter
 
 
-def count(app, environ, fingerprint, scope):
-    """Count a request of `scope` by the token of `fingerprint`, outside
-    Flask's request (web/fast_paths.py), in the counts flask-limiter keeps for
-    the scope's endpoints: the same storage, keys and limits, in the order it
-    takes them. True: within every limit (counted; flask-limiter will not
-    count it again); False: past one, or the count failed: flask-limiter is
-    then to count the request and answer it, as for any other."""
-    items = app.extensions.get(SCOPE_LIMITS, {}).get(scope)
-    if not items:
-        return True
-    limiter = app.extensions[EXTENSION].limiter
+class OverLimit(Exception):
+    """A hot-path request past its token's limit: Flask's limiter answers it."""
+
+
+def admitted(app, quotas):
+    """Count requests outside Flask's request (web/fast_paths.py), each
+    `quota` a (token fingerprint, scope), or None for a request not to count,
+    in the counts flask-limiter keeps for the scopes' endpoints: the same
+    storage, keys and limits. Returns, for each, whether it is within every
+    limit of its scope. The requests of one token and scope are counted
+    together, one increment of each limit's count by their number (a round
+    trip each, where flask-limiter makes one a request), and the first ones
+    to fit are admitted. A request not admitted (past a limit, or the count
+    failed) is flask-limiter's to count and answer, as any other. Unlike
+    flask-limiter's, which stops at the first limit a request breaks, the
+    count raises every limit of the scope, the requests past one included."""
+    limits = app.extensions.get(SCOPE_LIMITS, {})
+    together = {}
+    for index, quota in enumerate(quotas):
+        if quota is not None and limits.get(quota[1]):
+            together.setdefault(quota, []).append(index)
+    answers = [True] * len(quotas)
+    for (fingerprint, scope), indexes in together.items():
+        fit = _fit(app, limits[scope], fingerprint, scope, len(indexes))
+        for index in indexes[fit:]:
+            answers[index] = False
+    return answers
+
+
+def _fit(app, items, fingerprint, scope, count):
+    """How many of `count` requests fit in every limit of `items`, their
+    counts raised by all of them (0 if the storage failed)."""
+    storage = app.extensions[EXTENSION].storage
+    fit = count
     try:
         for item in items:
-            if not limiter.hit(item, KEY_PREFIX, fingerprint, scope):
-                return False
+            # What limits' fixed window counts in each hit, for `count` at once.
+            total = storage.incr(item.key_for(KEY_PREFIX, fingerprint, scope),
+                                 item.get_expiry(), amount=count)
+            fit = min(fit, max(0, item.amount - (total - count)))
     except Exception:  # noqa: BLE001 - flask-limiter logs the storage's failure and lets it by
-        return False
-    environ[COUNTED] = True
-    return True
+        return 0
+    return fit

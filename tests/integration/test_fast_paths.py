@@ -237,3 +237,41 @@ def test_a_failed_read_is_answered_by_flask_with_the_requests_id(app, client, fl
     assert flask_calls == [f'/jobs/{job_id}']
     assert answer.status_code == 503 and answer.get_json()['code'] == 503
     assert answer.headers['X-Request-ID'] == 'poll-down'
+
+
+def test_a_groups_requests_of_one_token_are_counted_together_and_the_first_to_fit_admitted(
+        make_app, clean):
+    from web.rate_limits import EXTENSION, admitted
+    app = make_app(FLASK_API_TOKENS=f'{TOKEN},{READER}', FLASK_RATE_LIMIT_ENQUEUE='3/minute')
+    storage = app.extensions[EXTENSION].storage
+    increments = []
+    counting = storage.incr
+
+    def incr(key, expiry, amount=1):
+        increments.append(amount)
+        return counting(key, expiry, amount)
+    storage.incr = incr
+    mine, other = ('fp-mine', 'enqueue'), ('fp-other', 'enqueue')
+    answers = admitted(app, [mine, mine, None, mine, other, mine, ('fp-mine', 'read')])
+    assert answers == [True, True, True, True, True, False, True]
+    assert sorted(increments) == [1, 1, 4]  # one count a token and scope
+    assert admitted(app, [mine, other]) == [False, True]
+
+
+def test_concurrent_posts_past_the_limit_are_refused_exactly(make_app, clean):
+    import threading
+    app = make_app(FLASK_API_TOKENS=TOKEN, FLASK_RATE_LIMIT_ENQUEUE='5/minute')
+    auth = {'Authorization': f'Bearer {TOKEN}'}
+    codes, start = [], threading.Barrier(8)
+
+    def post():
+        client = app.test_client()
+        start.wait()
+        codes.append(client.post('/jobs/genre.create', json=GENRE, headers=auth).status_code)
+    posts = [threading.Thread(target=post) for _ in range(8)]
+    for thread in posts:
+        thread.start()
+    for thread in posts:
+        thread.join(10)
+    assert sorted(codes) == [202] * 5 + [429] * 3
+    assert len(stored_jobs(app)) == 5
