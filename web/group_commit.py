@@ -2,8 +2,9 @@
 
 gunicorn's gevent workers serve a process's requests concurrently (greenlets;
 threads would do as well). Jobs that arrive together share one flush: one
-INSERT, one COMMIT and one broker message per kind for all of them, where
-each request alone would pay for one of each. A request is answered only
+INSERT, one COMMIT and one broker message per kind for all of them (and, for
+the hot path's POSTs, one count of each token's rate limits), where each
+request alone would pay for one of each. A request is answered only
 once its job is committed and published, as on its own.
 
 No thread of its own: a request that finds fewer than `leaders` flushes

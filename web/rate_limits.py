@@ -22,7 +22,7 @@ from web.auth import ENDPOINT_SCOPES
 from web.errors import envelope
 
 EXTENSION = 'rate_limits'
-# {scope: [limits.RateLimitItem]}, in the order flask-limiter takes them.
+# {scope: [limits.RateLimitItem]}: each limited scope's limits, for admitted().
 SCOPE_LIMITS = 'rate_limits_of_scopes'
 COUNTED = 'web.rate_limits.counted'  # environ: counted in front of Flask (web/fast_paths.py)
 KEY_PREFIX = 'ratelimit'
