@@ -147,14 +147,15 @@ class FastPaths:
 
     def _get(self, environ):
         path = JOB_PATH.fullmatch(environ.get('PATH_INFO', ''))
-        quota = False if path is None or int(path[1]) > MAX_JOB_ID else self._quota(environ, 'GET')
+        job_id = int(path[1]) if path else 0
+        quota = self._quota(environ, 'GET') if 0 < job_id <= MAX_JOB_ID else False
         if quota is False or not rate_limits.admitted(self.app, [quota])[0]:
             return None
         environ[rate_limits.COUNTED] = True
         job_request = request_id.of_environ(environ)
         try:
             with self.app.app_context():
-                job = public_job(int(path[1]))
+                job = public_job(job_id)
             body = None if job is None else encode(job)
         except TypeError:  # a value orjson leaves to Flask's provider
             return None

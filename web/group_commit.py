@@ -240,18 +240,19 @@ def init_group_commit(app):
 
 def _flush(jobs):
     """Count against their rate limits, record (committed) and publish a
-    group of (kind, payload, request id[, quota]) jobs, the quota of a job
-    from the hot path (web/fast_paths.py) what rate_limits.admitted counts;
-    return their ids, or for each job past its limit, OverLimit, and for each
-    job the broker refused, its error."""
-    admitted = rate_limits.admitted(current_app, [job[3] if len(job) > 3 else None
-                                                  for job in jobs])
+    group of (kind, payload, request id, quota) jobs, a quota what
+    rate_limits.admitted counts (None: nothing to count); return their ids,
+    or for each job past its limit, OverLimit, and for each job the broker
+    refused, its error."""
+    admitted = rate_limits.admitted(current_app, [job[3] for job in jobs])
     taken = [job[:3] for job, admit in zip(jobs, admitted) if admit]
     outcomes = iter(_record_and_publish(taken) if taken else ())
     return [next(outcomes) if admit else rate_limits.OverLimit() for admit in admitted]
 
 
 def _record_and_publish(jobs):
+    """Record (committed) and publish (kind, payload, request id) jobs;
+    return their ids, or for each job the broker refused, its error."""
     ids = _record(jobs)
     by_kind = {}
     for job, job_id in zip(jobs, ids):

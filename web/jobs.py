@@ -166,8 +166,10 @@ def create_job(kind_name):
         run_at, asked = _schedule() if request.query_string else (None, None)
         kept = stored(kind, payload)
         if keys is None and run_at is None:
-            # Without a key there is nothing to look up: the job joins the next group commit.
-            return _accepted(group_commit.submit(kind.name, kept, request_id.current()), kind.name)
+            # Without a key there is nothing to look up: the job joins the next group
+            # commit, with no quota to count (flask-limiter counted the request).
+            return _accepted(group_commit.submit(kind.name, kept, request_id.current(), None),
+                             kind.name)
     [job_id], created = _enqueue(kind, [payload], [kept], keys, run_at, asked)
     if created:
         return _accepted(job_id, kind.name,
