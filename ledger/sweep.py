@@ -2,7 +2,7 @@
 lost, or whose worker died, taken to be published again."""
 from sqlalchemy import text
 
-from ledger.model import Status, id_array
+from ledger.model import IN_IDS, Status, id_array, in_ids
 from ledger.owners import HELD
 from pg.exceptions import translate
 
@@ -17,19 +17,34 @@ from pg.exceptions import translate
 # waiting in the queue (:oldest; the queue is first in, first out, so its
 # message would have been taken before that one). A job whose message waits
 # behind a backlog is left alone: publishing it again would grow the backlog.
+# Found first through the index of unfinished jobs, (status, created_at),
+# each kind up to its own bound (a job is created no later than it was last
+# updated): under a backlog whose messages all wait, the sweep reads the few
+# jobs older than the oldest message, not the backlog (read whole, 300,000
+# queued jobs cost 0.2 s of PostgreSQL's CPU each sweep, every 2 s). Checked
+# again on the rows locked: a job finished since is left as it is.
+_LOST_QUEUED = '''status = :queued AND :sweep_queued AND updated_at < (SELECT queued FROM bound)'''
+_STALE_RUNNING = f'''status = :running
+    AND (updated_at < now() - make_interval(secs => :running_age)
+         OR (updated_at < now() - make_interval(secs => :lost_age) AND claimed_by NOT IN {HELD}))'''
 STALE = text(f'''
+WITH bound AS (
+    SELECT least(now() - make_interval(secs => :queued_age), coalesce(
+               (SELECT min(updated_at) FROM jobs WHERE {IN_IDS})
+               - make_interval(secs => :lost_age), 'infinity')) AS queued,
+           now() - make_interval(secs => least(:running_age, :lost_age)) AS running),
+found AS MATERIALIZED (
+    (SELECT id FROM jobs
+     WHERE {_LOST_QUEUED} AND created_at < (SELECT queued FROM bound)
+       AND id <> ALL(CAST(:held AS bigint[])) AND id <> ALL(CAST(:spared AS bigint[]))
+     ORDER BY created_at LIMIT :limit)
+    UNION ALL
+    (SELECT id FROM jobs
+     WHERE {_STALE_RUNNING} AND created_at < (SELECT running FROM bound)
+       AND id <> ALL(CAST(:spared AS bigint[]))))
 UPDATE jobs SET status = :queued, updated_at = now() WHERE id IN (
     SELECT id FROM jobs
-    WHERE ((:sweep_queued AND status = :queued
-            AND updated_at < now() - make_interval(secs => :queued_age)
-            AND id <> ALL(CAST(:held AS bigint[]))
-            AND updated_at < coalesce(
-                (SELECT min(updated_at) FROM jobs WHERE id = ANY(CAST(:oldest AS bigint[])))
-                - make_interval(secs => :lost_age), 'infinity'))
-       OR (status = :running AND updated_at < now() - make_interval(secs => :running_age))
-       OR (status = :running AND updated_at < now() - make_interval(secs => :lost_age)
-           AND claimed_by NOT IN {HELD}))
-      AND id <> ALL(CAST(:spared AS bigint[]))
+    WHERE id = ANY(ARRAY(SELECT id FROM found)) AND (({_LOST_QUEUED}) OR ({_STALE_RUNNING}))
     ORDER BY id LIMIT :limit
     FOR UPDATE SKIP LOCKED)
 RETURNING id, kind
@@ -50,7 +65,7 @@ def take_stale(session, *, queued_age, running_age, limit, lost_age, held=(), ol
         rows = session.execute(STALE, {
             'queued': Status.QUEUED, 'running': Status.RUNNING, 'queued_age': queued_age,
             'running_age': running_age, 'limit': limit, 'lost_age': lost_age,
-            'held': id_array(held), 'oldest': id_array(oldest),
+            'held': id_array(held), **in_ids(oldest),
             'spared': id_array(spared), 'sweep_queued': sweep_queued}).all()
         session.commit()
     by_kind = {}

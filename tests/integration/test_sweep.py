@@ -13,11 +13,13 @@ broker, make_app, clean, app, client = service_fixtures(BROKER_URL)
 
 
 def _age(app, job_id, status, seconds):
+    """As if the job had been accepted, and last changed, `seconds` ago."""
     from ledger import Job
     with app.app_context():
         Job.objects.raw_sql(
-            'UPDATE jobs SET status = :s, updated_at = now() - make_interval(secs => :a) '
-            'WHERE id = :i', s=status, a=seconds, i=job_id)
+            'UPDATE jobs SET status = :s, created_at = now() - make_interval(secs => :a), '
+            'updated_at = now() - make_interval(secs => :a) WHERE id = :i',
+            s=status, a=seconds, i=job_id)
         app.extensions['pg'].pool.commit()
 
 
@@ -79,3 +81,43 @@ def test_a_lost_message_is_found_behind_a_backlog(app, client, broker):
                                  held=[held], oldest=oldest) == {'genre.create': [lost]}
         assert republish_stale(queued_age=10, running_age=60) == 1  # held: its message is nowhere
     assert published_ids(broker) == sorted([*backlog, held])
+
+
+def _rows_read(plan):
+    """Rows of `jobs` an EXPLAIN ANALYZE plan (JSON) read: those its scans
+    returned and those they passed over, every loop."""
+    read = 0
+    if plan.get('Relation Name') == 'jobs':
+        read += (plan['Actual Rows'] + plan.get('Rows Removed by Filter', 0)
+                 + plan.get('Rows Removed by Index Recheck', 0)) * plan['Actual Loops']
+    return read + sum(_rows_read(child) for child in plan.get('Plans', ()))
+
+
+def test_the_sweep_reads_the_lost_jobs_not_the_backlog_behind_them(app, client, broker):
+    """3,000 queued jobs whose messages wait behind the oldest one, and two
+    lost before it: the sweep takes the two, reading a few rows, not the
+    backlog (which it read whole each time, every 2 s, when the index of
+    unfinished jobs was looked into by status alone)."""
+    import ledger
+    from ledger.model import id_array, in_ids
+    from ledger.sweep import STALE
+    lost = [client.post('/jobs/genre.create', json=GENRE).json['id'] for _ in range(2)]
+    for job_id in lost:
+        _age(app, job_id, 'queued', 100)
+    with app.app_context():
+        session = app.extensions['pg'].pool.connection().session
+        backlog = session.execute(text(
+            "INSERT INTO jobs (kind, payload, status, attempts, created_at, updated_at) "
+            "SELECT 'genre.create', '{}', 'queued', 0, now() - interval '60 s', now() - interval '60 s' "
+            "FROM generate_series(1, 3000) RETURNING id")).scalars().all()
+        session.execute(text('ANALYZE jobs'))
+        session.commit()
+        params = {'queued': 'queued', 'running': 'running', 'queued_age': 10, 'running_age': 60,
+                  'lost_age': 5, 'limit': 1000, 'held': id_array([]), **in_ids(backlog[:10]),
+                  'spared': id_array([]), 'sweep_queued': True}
+        plan = session.execute(text('EXPLAIN (ANALYZE, FORMAT JSON) ' + STALE.text),
+                               params).scalar()[0]['Plan']
+        session.rollback()
+        assert _rows_read(plan) < 100
+        assert ledger.take_stale(session, queued_age=10, running_age=60, limit=1000, lost_age=5,
+                                 oldest=backlog[:10]) == {'genre.create': lost}
