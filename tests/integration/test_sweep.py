@@ -108,8 +108,8 @@ def test_the_sweep_reads_the_lost_jobs_not_the_backlog_behind_them(app, client, 
         session = app.extensions['pg'].pool.connection().session
         backlog = session.execute(text(
             "INSERT INTO jobs (kind, payload, status, attempts, created_at, updated_at) "
-            "SELECT 'genre.create', '{}', 'queued', 0, now() - interval '60 s', now() - interval '60 s' "
-            "FROM generate_series(1, 3000) RETURNING id")).scalars().all()
+            "SELECT 'genre.create', '{}', 'queued', 0, now() - interval '60 s', "
+            "now() - interval '60 s' FROM generate_series(1, 3000) RETURNING id")).scalars().all()
         session.execute(text('ANALYZE jobs'))
         session.commit()
         params = {'queued': 'queued', 'running': 'running', 'queued_age': 10, 'running_age': 60,
