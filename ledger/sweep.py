@@ -65,13 +65,20 @@ def take_stale(session, *, queued_age, running_age, limit, lost_age, held=(), ol
     are left out. Without `sweep_queued` no queued job is taken (a queue the
     caller cannot look into has a backlog)."""
     with translate():
-        rows = session.execute(STALE, {
-            'queued': Status.QUEUED, 'running': Status.RUNNING, 'queued_age': queued_age,
-            'running_age': running_age, 'limit': limit, 'lost_age': lost_age,
-            'held': id_array(held), **in_ids(oldest),
-            'spared': id_array(spared), 'sweep_queued': sweep_queued}).all()
+        rows = session.execute(STALE, stale_parameters(
+            queued_age=queued_age, running_age=running_age, limit=limit, lost_age=lost_age,
+            held=held, oldest=oldest, spared=spared, sweep_queued=sweep_queued)).all()
         session.commit()
     by_kind = {}
     for job_id, kind in rows:
         by_kind.setdefault(kind, []).append(job_id)
     return by_kind
+
+
+def stale_parameters(*, queued_age, running_age, limit, lost_age, held=(), oldest=(),
+                     spared=(), sweep_queued=True):
+    """STALE's bound parameters for take_stale's arguments."""
+    return {'queued': Status.QUEUED, 'running': Status.RUNNING, 'queued_age': queued_age,
+            'running_age': running_age, 'limit': limit, 'lost_age': lost_age,
+            'held': id_array(held), **in_ids(oldest), 'spared': id_array(spared),
+            'sweep_queued': sweep_queued}

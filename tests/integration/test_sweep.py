@@ -99,8 +99,7 @@ def test_the_sweep_reads_the_lost_jobs_not_the_backlog_behind_them(app, client, 
     backlog (which it read whole each time, every 2 s, when the index of
     unfinished jobs was looked into by status alone)."""
     import ledger
-    from ledger.model import id_array, in_ids
-    from ledger.sweep import STALE
+    from ledger.sweep import STALE, stale_parameters
     lost = [client.post('/jobs/genre.create', json=GENRE).json['id'] for _ in range(2)]
     for job_id in lost:
         _age(app, job_id, 'queued', 100)
@@ -112,12 +111,10 @@ def test_the_sweep_reads_the_lost_jobs_not_the_backlog_behind_them(app, client, 
             "now() - interval '60 s' FROM generate_series(1, 3000) RETURNING id")).scalars().all()
         session.execute(text('ANALYZE jobs'))
         session.commit()
-        params = {'queued': 'queued', 'running': 'running', 'queued_age': 10, 'running_age': 60,
-                  'lost_age': 5, 'limit': 1000, 'held': id_array([]), **in_ids(backlog[:10]),
-                  'spared': id_array([]), 'sweep_queued': True}
+        arguments = {'queued_age': 10, 'running_age': 60, 'limit': 1000, 'lost_age': 5,
+                     'oldest': backlog[:10]}
         plan = session.execute(text('EXPLAIN (ANALYZE, FORMAT JSON) ' + STALE.text),
-                               params).scalar()[0]['Plan']
+                               stale_parameters(**arguments)).scalar()[0]['Plan']
         session.rollback()
         assert _rows_read(plan) < 100
-        assert ledger.take_stale(session, queued_age=10, running_age=60, limit=1000, lost_age=5,
-                                 oldest=backlog[:10]) == {'genre.create': lost}
+        assert ledger.take_stale(session, **arguments) == {'genre.create': lost}
